@@ -1,0 +1,22 @@
+# secretbridge entry points. `make setup` installs every tool the tests use into
+# .tools/ (git-ignored); `make test` builds once and runs every test area.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: setup test gen demo bench lint
+
+setup:
+	bash scripts/setup.sh
+
+test:
+	$(CARGO) test --workspace --locked --no-fail-fast
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Regenerate every committed artefact (CRDs, Terraform schema goldens, docs).
+# The drift tests compare the tree against the same generators.
+gen:
+	SECRETBRIDGE_GEN=1 $(CARGO) test --workspace --locked -- generated_
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

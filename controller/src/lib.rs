@@ -1,0 +1,1 @@
+//! In-cluster controller that syncs cloud secrets into Kubernetes Secrets.

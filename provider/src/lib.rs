@@ -1,0 +1,1 @@
+//! Terraform provider (tfplugin6) that wires cloud access for secretbridge.

@@ -1,0 +1,1 @@
+//! The one spec of secretbridge: CRD and Terraform resource types, no IO.

@@ -1,0 +1,1 @@
+//! Test harness: starts moto, the stand-ins and real terraform on loopback.
