@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -79,6 +80,7 @@ impl PythonServer {
                 .arg(self.entry)
                 .args((self.args)(port))
                 .current_dir(dir.path())
+                .env("SECRETBRIDGE_WATCHDOG_REMOVE", dir.path())
                 .env("PYTHONUNBUFFERED", "1")
                 .env("PYTHONDONTWRITEBYTECODE", "1");
             let mut process = ServerProcess::spawn(self.name, command, &log_path)?;
@@ -154,6 +156,21 @@ impl Moto {
         })
     }
 
+    /// One moto per test process, started on first use and shared by every
+    /// test in it: saves a start per test. Tests sharing it must not depend
+    /// on an empty server (use unique names, never [`Moto::reset`]). It is
+    /// never dropped; its watchdog stops it when the test process exits.
+    pub fn shared() -> Result<&'static Moto> {
+        static SHARED: OnceLock<std::result::Result<Moto, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Moto::start().map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(|message| HarnessError::SharedServerFailed {
+                name: "moto",
+                message: message.clone(),
+            })
+    }
+
     /// `http://127.0.0.1:<port>`: the endpoint URL for every AWS service.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.running.addr)
@@ -213,6 +230,18 @@ impl Drongo {
         Ok(Self {
             running: server.start()?,
         })
+    }
+
+    /// One drongo per test process, shared like [`Moto::shared`].
+    pub fn shared() -> Result<&'static Drongo> {
+        static SHARED: OnceLock<std::result::Result<Drongo, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Drongo::start().map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(|message| HarnessError::SharedServerFailed {
+                name: "drongo",
+                message: message.clone(),
+            })
     }
 
     /// `http://127.0.0.1:<port>`: the Secret Manager REST endpoint.

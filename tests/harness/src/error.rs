@@ -76,6 +76,15 @@ pub enum HarnessError {
         log_tail: String,
     },
 
+    /// The shared server of this test process failed to start (earlier).
+    #[error("the shared {name} of this test process failed to start: {message}")]
+    SharedServerFailed {
+        /// Which server.
+        name: &'static str,
+        /// The original start error, as text.
+        message: String,
+    },
+
     /// A server did not answer its readiness check in time.
     #[error("{name} did not become ready at {url} within {waited:?}; last lines of its log {}:\n{log_tail}", log_path.display())]
     ServerNotReady {

@@ -28,15 +28,20 @@ const LOG_TAIL_BYTES: u64 = 4000;
 
 /// Runs a Python console entry point (`module:function`) under a watchdog: a
 /// thread blocks reading stdin and, at end-of-file (the harness process is
-/// gone), kills the server's whole process group.
+/// gone, e.g. a never-dropped shared server at exit), removes the directory
+/// named by `SECRETBRIDGE_WATCHDOG_REMOVE` (its scratch dir) and kills the
+/// server's whole process group.
 pub(crate) const PYTHON_WATCHDOG: &str = r#"
-import importlib, os, signal, sys, threading
+import importlib, os, shutil, signal, sys, threading
 
 def _exit_with_parent():
     try:
         while sys.stdin.buffer.read(4096):
             pass
     finally:
+        scratch = os.environ.get("SECRETBRIDGE_WATCHDOG_REMOVE")
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
 threading.Thread(target=_exit_with_parent, daemon=True).start()
@@ -178,4 +183,52 @@ pub(crate) fn read_tail(path: &Path) -> String {
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The watchdog is what stops an emulator when the test process dies
+    /// without running destructors: closing its stdin must end it.
+    #[test]
+    fn python_watchdog_kills_server_when_stdin_closes() {
+        let Ok(python) = crate::paths::require_tool("moto", "venv-moto/bin/python") else {
+            panic!("run `make setup`: .tools/venv-moto is missing");
+        };
+        let scratch = tempfile::tempdir().unwrap().keep();
+        let mut child = Command::new(python)
+            .env("SECRETBRIDGE_WATCHDOG_REMOVE", &scratch)
+            .arg("-c")
+            .arg(PYTHON_WATCHDOG)
+            .arg("signal:pause")
+            .stdin(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        // Still blocked in signal.pause() while the pipe is open.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited with the pipe open"
+        );
+
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 30 s after stdin closed"
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status}");
+        assert!(!scratch.exists(), "{} left behind", scratch.display());
+    }
 }

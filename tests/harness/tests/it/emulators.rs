@@ -146,3 +146,11 @@ fn drongo_serves_secret_manager_and_resets() {
     .unwrap();
     assert_eq!(gone.status, 404, "{}", gone.text());
 }
+
+#[test]
+fn shared_moto_is_one_server_per_process() {
+    let first = Moto::shared().unwrap();
+    let second = Moto::shared().unwrap();
+    assert_eq!(first.pid(), second.pid());
+    wait_for_tcp(first.addr(), Duration::from_secs(5)).unwrap();
+}
