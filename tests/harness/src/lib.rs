@@ -14,6 +14,13 @@
 //! | the provider binary, freshly built | [`provider_binary`], [`workspace_bin`] |
 //! | ports and readiness | [`free_port`], [`wait_for_tcp`], [`http_request`] |
 //!
+//! Use it from any crate as a dev-dependency
+//! (`secretbridge-harness.workspace = true` under `[dev-dependencies]`).
+//! `cargo run -p secretbridge-harness --bin secretbridge-tools` lists what is
+//! installed. For debugging: `SECRETBRIDGE_TEST_TF_LOG=trace` turns on
+//! `TF_LOG` for every terraform run, `SECRETBRIDGE_TEST_KEEP_TMP=1` keeps the
+//! terraform working directories, and [`Moto::log_path`] has moto's request log.
+//!
 //! A typical acceptance test, in the style of terraform-plugin-testing:
 //!
 //! ```no_run
