@@ -135,9 +135,9 @@ pub fn format_duration(duration: Duration) -> String {
     }
     if duration.as_secs() == 0 {
         let nanos = duration.subsec_nanos();
-        return if nanos % 1_000_000 == 0 {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             format!("{}us", nanos / 1_000)
         } else {
             format!("{nanos}ns")

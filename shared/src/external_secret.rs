@@ -14,6 +14,8 @@ use std::time::Duration;
 pub const DEFAULT_REFRESH_INTERVAL: &str = "1h";
 
 /// Maps remote keys of a store into a Kubernetes Secret in the ExternalSecret's namespace.
+// Clippy reads each `printcolumn(type_ = "string")` as a duplicate attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "secretbridge.io",

@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A namespaced store: ExternalSecrets in the same namespace may use it.
+// Clippy reads each `printcolumn(type_ = "string")` as a duplicate attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "secretbridge.io",
@@ -37,6 +39,8 @@ pub struct SecretStoreSpec {
 }
 
 /// A cluster-wide store: ExternalSecrets in the namespaces its `conditions` admit may use it.
+// Clippy reads each `printcolumn(type_ = "string")` as a duplicate attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "secretbridge.io",
