@@ -482,3 +482,30 @@ fn specs_round_trip_through_json() {
         }
     }
 }
+
+#[test]
+fn terraform_shapes_carry_their_markers_and_defaults() {
+    use secretbridge_shared::terraform::{AwsIrsaRole, AwsOidcProvider, GcpServiceAccount, ProviderConfig, ext};
+    let role = serde_json::to_value(schemars::schema_for!(AwsIrsaRole)).expect("schema");
+    assert_eq!(role.pointer(&format!("/properties/name/{}", ext::REQUIRES_REPLACE)), Some(&Value::Bool(true)));
+    assert_eq!(role.pointer("/properties/path/default"), Some(&Value::from("/")));
+    assert_eq!(role.pointer("/properties/max_session_duration/default"), Some(&Value::from(3600)));
+    assert_eq!(role.pointer(&format!("/properties/arn/{}", ext::COMPUTED_ONLY)), Some(&Value::Bool(true)));
+    let required: Vec<&str> = role["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+    for field in ["name", "oidc_provider_arn", "namespace", "service_account", "access"] {
+        assert!(required.contains(&field), "{field} must be required: {required:?}");
+    }
+    assert!(!required.contains(&"arn"));
+
+    let oidc = serde_json::to_value(schemars::schema_for!(AwsOidcProvider)).expect("schema");
+    assert_eq!(oidc.pointer("/properties/client_ids/default"), Some(&serde_json::json!(["sts.amazonaws.com"])));
+    assert_eq!(oidc.pointer("/properties/url/pattern"), Some(&Value::from("^https://")));
+
+    let gsa = serde_json::to_value(schemars::schema_for!(GcpServiceAccount)).expect("schema");
+    assert_eq!(gsa.pointer("/properties/account_id/minLength"), Some(&Value::from(6)));
+    assert_eq!(gsa.pointer("/properties/account_id/maxLength"), Some(&Value::from(30)));
+
+    let config = serde_json::to_value(schemars::schema_for!(ProviderConfig)).expect("schema");
+    let token = config.pointer("/$defs/KubernetesConfig/properties/token").expect("token");
+    assert_eq!(token[ext::SENSITIVE], Value::Bool(true));
+}
