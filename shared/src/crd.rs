@@ -30,12 +30,21 @@ pub fn render_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml:
     Ok(format!("{GENERATED_HEADER}{}", serde_yaml::to_string(crd)?))
 }
 
-/// Every CRD as `(file name, YAML)`.
+/// Every CRD as `(file name, YAML)`, plus the `kustomization.yaml` that lists
+/// them so `deploy/` can include the folder as one kustomize resource.
 pub fn rendered_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    crds()
+    let mut files = crds()
         .iter()
         .map(|crd| Ok((file_name(crd), render_yaml(crd)?)))
-        .collect()
+        .collect::<Result<Vec<_>, serde_yaml::Error>>()?;
+    let mut kustomization = format!(
+        "{GENERATED_HEADER}apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+    );
+    for (name, _) in &files {
+        kustomization.push_str(&format!("  - {name}\n"));
+    }
+    files.push(("kustomization.yaml".to_string(), kustomization));
+    Ok(files)
 }
 
 /// All CRDs as one multi-document YAML stream (`secretbridge-controller crd`).
