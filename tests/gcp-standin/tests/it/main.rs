@@ -1,0 +1,8 @@
+//! Integration tests of the GCP stand-in, driven with the official Google Cloud
+//! Rust clients over loopback.
+
+mod common;
+mod drongo;
+mod iam_admin;
+mod secret_manager;
+mod workload_identity;
