@@ -1,1 +1,27 @@
 //! Terraform provider (tfplugin6) that wires cloud access for secretbridge.
+//!
+//! [`plugin`] is the protocol layer (handshake, gRPC server, value codec,
+//! schema generation, the [`plugin::resource::Resource`] trait); resources
+//! live in [`resources`], one file each.
+
+pub mod plugin;
+pub mod resources;
+
+use plugin::schema::SchemaError;
+use plugin::server::ProviderServer;
+use secretbridge_shared::terraform::ProviderConfig;
+
+/// Builds the provider with every production resource, plus the test-only
+/// resources when `include_test_resources` is set.
+pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
+    let mut builder = ProviderServer::builder::<ProviderConfig>()?;
+    if include_test_resources {
+        builder = builder.resource(resources::test_object::TestObjectResource::from_env())?;
+    }
+    Ok(builder.build())
+}
+
+/// Whether the environment asks for the test-only resources.
+pub fn test_resources_enabled() -> bool {
+    std::env::var(resources::test_object::ENABLE_ENV).is_ok_and(|v| v == "1")
+}

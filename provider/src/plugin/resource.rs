@@ -1,0 +1,449 @@
+//! The [`Resource`] trait every Terraform resource implements, and the
+//! generic machinery around it: typed values through serde, plan modifiers
+//! (defaults, requires-replace, use-state-for-unknown), validation with
+//! attribute paths, import, read with drift, and state upgrades.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value as J;
+
+use super::diag::{AttrPath, Diagnostic, Diagnostics};
+use super::schema::{AttrNode, GeneratedSchema, Nesting, RuleTree, SchemaOptions};
+use super::value::{Type, Value};
+
+/// What ConfigureProvider gave us, shared with every resource call.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderContext {
+    /// The provider configuration block as plain JSON (null attributes omitted).
+    pub config: J,
+    /// The Terraform CLI version that configured the provider.
+    pub terraform_version: String,
+}
+
+impl ProviderContext {
+    /// The provider configuration as a typed value (e.g. `ProviderConfig` from `shared`).
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
+        serde_json::from_value(self.config.clone()).map_err(|e| {
+            Diagnostic::error(
+                "Invalid provider configuration",
+                format!("the provider block could not be read: {e}. Check the provider \"secretbridge\" block."),
+            )
+        })
+    }
+}
+
+/// A Terraform managed resource. `State` is the resource's model: the
+/// configuration and the state share it, computed fields are `Option`s that
+/// are `None` in configuration and plans until known.
+pub trait Resource: Send + Sync + 'static {
+    /// The model, deriving serde and schemars with the schema annotations.
+    type State: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static;
+
+    /// The Terraform type name, e.g. `secretbridge_secret_store`.
+    fn type_name(&self) -> &'static str;
+
+    /// Schema version; bump it when the state shape changes and handle the
+    /// old shape in [`Resource::upgrade_state`].
+    fn schema_version(&self) -> i64 {
+        0
+    }
+
+    /// Extra validation beyond the schema annotations. Unknown values in
+    /// configuration appear as `None`.
+    fn validate(&self, _config: &Self::State) -> Diagnostics {
+        Diagnostics::default()
+    }
+
+    /// Creates the object; returns the full new state.
+    fn create(&self, ctx: &ProviderContext, planned: Self::State) -> impl Future<Output = Result<Self::State, Diagnostics>> + Send;
+
+    /// Reads the object as it is now; `None` when it no longer exists (drift:
+    /// Terraform will plan to re-create it).
+    fn read(&self, ctx: &ProviderContext, current: Self::State) -> impl Future<Output = Result<Option<Self::State>, Diagnostics>> + Send;
+
+    /// Updates the object in place; returns the full new state.
+    fn update(
+        &self,
+        ctx: &ProviderContext,
+        prior: Self::State,
+        planned: Self::State,
+    ) -> impl Future<Output = Result<Self::State, Diagnostics>> + Send;
+
+    /// Deletes the object (already absent is success).
+    fn delete(&self, ctx: &ProviderContext, prior: Self::State) -> impl Future<Output = Result<(), Diagnostics>> + Send;
+
+    /// Builds a state from an import ID; Terraform calls read right after.
+    fn import(&self, ctx: &ProviderContext, id: String) -> impl Future<Output = Result<Self::State, Diagnostics>> + Send;
+
+    /// Rewrites a state stored at `from_version` (raw JSON) into the current
+    /// shape. The default accepts only the current version.
+    fn upgrade_state(&self, from_version: i64, raw: J) -> Result<J, Diagnostics> {
+        if from_version == self.schema_version() {
+            Ok(raw)
+        } else {
+            Err(Diagnostic::error(
+                "Unsupported state version",
+                format!(
+                    "{} state is at schema version {from_version}, this provider knows version {}. Use a provider release that matches the state.",
+                    self.type_name(),
+                    self.schema_version()
+                ),
+            )
+            .into())
+        }
+    }
+}
+
+/// A boxed future, for object-safe dispatch.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A resource with its types erased, as the gRPC server holds it.
+pub trait DynResource: Send + Sync {
+    /// The Terraform type name.
+    fn type_name(&self) -> &'static str;
+    /// The generated schema.
+    fn schema(&self) -> &GeneratedSchema;
+    /// Schema-rule and typed validation of a configuration value.
+    fn validate(&self, config: &Value) -> Diagnostics;
+    /// Plans a change; returns the planned state and the paths forcing replacement.
+    fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<(Value, Vec<AttrPath>), Diagnostics>;
+    /// Applies a planned change (create, update or delete).
+    fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
+    /// Refreshes a state.
+    fn read<'a>(&'a self, ctx: Arc<ProviderContext>, current: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
+    /// Imports by ID.
+    fn import<'a>(&'a self, ctx: Arc<ProviderContext>, id: String) -> BoxFuture<'a, Result<Value, Diagnostics>>;
+    /// Upgrades a stored raw JSON state to the current schema.
+    fn upgrade(&self, version: i64, raw_json: &[u8]) -> Result<Value, Diagnostics>;
+}
+
+/// Wraps a [`Resource`] with its generated schema.
+pub struct Registered<R: Resource> {
+    resource: R,
+    schema: GeneratedSchema,
+}
+
+impl<R: Resource> Registered<R> {
+    /// Generates `R`'s schema; fails if its model cannot be expressed in Terraform.
+    pub fn new(resource: R) -> Result<Registered<R>, super::schema::SchemaError> {
+        let schema = super::schema::generate::<R::State>(resource.schema_version(), SchemaOptions::default())?;
+        Ok(Registered { resource, schema })
+    }
+
+    fn typed(&self, v: &Value) -> Result<R::State, Diagnostics> {
+        serde_json::from_value(v.to_serde_json()).map_err(|e| {
+            Diagnostic::error(
+                format!("Invalid {} value", self.resource.type_name()),
+                format!("the value does not match the resource model: {e}"),
+            )
+            .into()
+        })
+    }
+
+    fn untyped(&self, s: &R::State) -> Result<Value, Diagnostics> {
+        let json = serde_json::to_value(s).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        let mut v = Value::from_serde_json(&json, &self.schema.ty).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        null_write_only(&mut v, &self.schema.rules);
+        Ok(v)
+    }
+}
+
+/// Write-only attributes never reach plan or state.
+fn null_write_only(v: &mut Value, rules: &RuleTree) {
+    if let Value::Map(entries) = v {
+        for (name, node) in &rules.attrs {
+            if node.rules.write_only {
+                entries.insert(name.clone(), Value::Null);
+            }
+        }
+    }
+}
+
+impl<R: Resource> DynResource for Registered<R> {
+    fn type_name(&self) -> &'static str {
+        self.resource.type_name()
+    }
+
+    fn schema(&self) -> &GeneratedSchema {
+        &self.schema
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = validate_rules(config, &self.schema.rules, &AttrPath::default());
+        if !diags.has_errors() {
+            match self.typed(config) {
+                Ok(typed) => diags.extend(self.resource.validate(&typed)),
+                Err(d) => diags.extend(d),
+            }
+        }
+        diags
+    }
+
+    fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<(Value, Vec<AttrPath>), Diagnostics> {
+        Ok(plan_change(prior, proposed, config, &self.schema))
+    }
+
+    fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            if planned.is_null() {
+                let prior = self.typed(&prior)?;
+                self.resource.delete(&ctx, prior).await?;
+                return Ok(Value::Null);
+            }
+            // Write-only values are only in the configuration: hand them to the
+            // resource through the planned model.
+            let mut with_secrets = planned.clone();
+            if let Value::Map(entries) = &mut with_secrets {
+                for (name, node) in &self.schema.rules.attrs {
+                    if node.rules.write_only {
+                        entries.insert(name.clone(), config.attr(name).clone());
+                    }
+                }
+            }
+            let planned_typed = self.typed(&with_secrets)?;
+            let new = if prior.is_null() {
+                self.resource.create(&ctx, planned_typed).await?
+            } else {
+                let prior_typed = self.typed(&prior)?;
+                self.resource.update(&ctx, prior_typed, planned_typed).await?
+            };
+            self.untyped(&new)
+        })
+    }
+
+    fn read<'a>(&'a self, ctx: Arc<ProviderContext>, current: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            if current.is_null() {
+                return Ok(Value::Null);
+            }
+            let typed = self.typed(&current)?;
+            match self.resource.read(&ctx, typed).await? {
+                Some(s) => self.untyped(&s),
+                None => Ok(Value::Null),
+            }
+        })
+    }
+
+    fn import<'a>(&'a self, ctx: Arc<ProviderContext>, id: String) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            let s = self.resource.import(&ctx, id).await?;
+            self.untyped(&s)
+        })
+    }
+
+    fn upgrade(&self, version: i64, raw_json: &[u8]) -> Result<Value, Diagnostics> {
+        let current = self.resource.schema_version();
+        if version == current {
+            // Same shape: decode exactly (keeps big numbers and unknown-free values as stored).
+            return super::value::from_json(raw_json, &self.schema.ty).map_err(|e| Diagnostic::from_error(&e).into());
+        }
+        let raw: J = serde_json::from_slice(raw_json).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        let upgraded = self.resource.upgrade_state(version, raw)?;
+        Value::from_serde_json(&upgraded, &self.schema.ty).map_err(|e| Diagnostic::from_error(&e).into())
+    }
+}
+
+/// The generic plan: start from Terraform's proposed new state, apply
+/// defaults, mark computed values unknown where they will change, keep
+/// prior values for use-state-for-unknown, and list requires-replace paths.
+pub fn plan_change(prior: &Value, proposed: &Value, config: &Value, schema: &GeneratedSchema) -> (Value, Vec<AttrPath>) {
+    if proposed.is_null() {
+        return (Value::Null, Vec::new());
+    }
+    let creating = prior.is_null();
+    let Type::Object(types) = &schema.ty else { return (proposed.clone(), Vec::new()) };
+    let mut planned = proposed.clone();
+    let Value::Map(entries) = &mut planned else { return (proposed.clone(), Vec::new()) };
+
+    let mut unknown_candidates = Vec::new();
+    for (name, node) in &schema.rules.attrs {
+        let r = &node.rules;
+        if r.write_only {
+            entries.insert(name.clone(), Value::Null);
+            continue;
+        }
+        if !config.attr(name).is_null() || !r.computed {
+            continue;
+        }
+        if let (Some(default), Some(ty)) = (&r.default, types.get(name)) {
+            if let Ok(v) = Value::from_serde_json(default, ty) {
+                entries.insert(name.clone(), v);
+            }
+        } else if creating {
+            entries.insert(name.clone(), Value::Unknown);
+        } else if r.use_state_for_unknown {
+            entries.insert(name.clone(), prior.attr(name).clone());
+        } else {
+            unknown_candidates.push(name.clone());
+        }
+    }
+    // On update, computed values the provider derives may change once
+    // anything else changes: show them as "known after apply".
+    if !creating {
+        let changed = schema
+            .rules
+            .attrs
+            .iter()
+            .filter(|(n, _)| !unknown_candidates.contains(n))
+            .any(|(n, _)| entries.get(n).unwrap_or(&Value::Null) != prior.attr(n));
+        if changed {
+            for name in unknown_candidates {
+                entries.insert(name, Value::Unknown);
+            }
+        }
+    }
+
+    let mut replace = Vec::new();
+    if !creating {
+        for (name, node) in &schema.rules.attrs {
+            if node.rules.requires_replace && entries.get(name).unwrap_or(&Value::Null) != prior.attr(name) {
+                replace.push(AttrPath::root(name));
+            }
+        }
+    }
+    (planned, replace)
+}
+
+/// Checks a configuration value against the schema rules, with paths.
+pub fn validate_rules(value: &Value, rules: &RuleTree, base: &AttrPath) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (name, node) in &rules.attrs {
+        let path = base.attr(name);
+        validate_node(value.attr(name), node, &path, &mut diags);
+    }
+    diags
+}
+
+fn validate_node(v: &Value, node: &AttrNode, path: &AttrPath, diags: &mut Diagnostics) {
+    let r = &node.rules;
+    if v.is_null() || matches!(v, Value::Unknown) {
+        return;
+    }
+    if r.computed_only {
+        diags.push(Diagnostic::attribute_error(
+            path.clone(),
+            "Value for unconfigurable attribute",
+            format!("{path} is set by the provider; remove it from the configuration."),
+        ));
+        return;
+    }
+    if let Some(allowed) = &r.allowed {
+        let as_json = v.to_serde_json();
+        if !allowed.contains(&as_json) {
+            let list: Vec<String> = allowed.iter().map(J::to_string).collect();
+            diags.push(Diagnostic::attribute_error(
+                path.clone(),
+                "Invalid value",
+                format!("{path} is {as_json}; it must be one of {}.", list.join(", ")),
+            ));
+        }
+    }
+    match v {
+        Value::String(s) => {
+            let len = s.chars().count() as u64;
+            if let Some(min) = r.min_length
+                && len < min
+            {
+                diags.push(Diagnostic::attribute_error(
+                    path.clone(),
+                    "Value too short",
+                    format!("{path} must be at least {min} characters long, got {len}."),
+                ));
+            }
+            if let Some(max) = r.max_length
+                && len > max
+            {
+                diags.push(Diagnostic::attribute_error(
+                    path.clone(),
+                    "Value too long",
+                    format!("{path} must be at most {max} characters long, got {len}."),
+                ));
+            }
+            if let Some(pattern) = &r.pattern {
+                match regex::Regex::new(pattern) {
+                    Ok(re) if !re.is_match(s) => diags.push(Diagnostic::attribute_error(
+                        path.clone(),
+                        "Value does not match the required pattern",
+                        format!("{path} is {s:?}; it must match the regular expression {pattern}."),
+                    )),
+                    Ok(_) => {}
+                    Err(e) => diags.push(Diagnostic::error(
+                        "Invalid pattern in provider schema",
+                        format!("the pattern for {path} does not compile ({e}); this is a provider bug."),
+                    )),
+                }
+            }
+        }
+        Value::Number(n) => {
+            let f = n.as_f64();
+            if let Some(min) = r.minimum
+                && f < min
+            {
+                diags.push(Diagnostic::attribute_error(path.clone(), "Value too small", format!("{path} must be at least {min}.")));
+            }
+            if let Some(max) = r.maximum
+                && f > max
+            {
+                diags.push(Diagnostic::attribute_error(path.clone(), "Value too large", format!("{path} must be at most {max}.")));
+            }
+        }
+        Value::List(items) => {
+            check_size(items.len(), r, path, diags);
+            for (i, item) in items.iter().enumerate() {
+                match &node.nested {
+                    Some((_, tree)) => diags.extend(validate_rules(item, tree, &path.index(i))),
+                    None => validate_element(item, r, &path.index(i), diags),
+                }
+            }
+        }
+        Value::Map(entries) => match &node.nested {
+            Some((Nesting::Single, tree)) => diags.extend(validate_rules(v, tree, path)),
+            Some((_, tree)) => {
+                check_size(entries.len(), r, path, diags);
+                for (k, item) in entries {
+                    diags.extend(validate_rules(item, tree, &path.key(k)));
+                }
+            }
+            None => {
+                check_size(entries.len(), r, path, diags);
+                for (k, item) in entries {
+                    validate_element(item, r, &path.key(k), diags);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// Element-level checks of a primitive collection (schemars puts `items`
+/// constraints on the elements; we only carry enum/range/pattern down).
+fn validate_element(v: &Value, r: &super::schema::AttrRules, path: &AttrPath, diags: &mut Diagnostics) {
+    let elem_rules = super::schema::AttrRules {
+        allowed: None,
+        min_length: None,
+        max_length: None,
+        pattern: None,
+        minimum: r.minimum,
+        maximum: r.maximum,
+        ..Default::default()
+    };
+    validate_node(v, &AttrNode { rules: elem_rules, nested: None }, path, diags);
+}
+
+fn check_size(len: usize, r: &super::schema::AttrRules, path: &AttrPath, diags: &mut Diagnostics) {
+    let len = len as u64;
+    if let Some(min) = r.min_length
+        && len < min
+    {
+        diags.push(Diagnostic::attribute_error(path.clone(), "Too few elements", format!("{path} needs at least {min} elements, got {len}.")));
+    }
+    if let Some(max) = r.max_length
+        && len > max
+    {
+        diags.push(Diagnostic::attribute_error(path.clone(), "Too many elements", format!("{path} allows at most {max} elements, got {len}.")));
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the provider: in-process gRPC, the golden schema,
+//! the binary's handshake, and the acceptance lifecycle on real Terraform.
+
+mod acceptance;
+mod bench;
+mod golden;
+mod handshake;
+mod rpc;
+mod support;

@@ -1,0 +1,306 @@
+//! Provider RPCs from an in-process gRPC client (plain TCP on loopback).
+
+use std::time::Duration;
+
+use terraform_provider_secretbridge::plugin::proto::go_plugin::{Empty, grpc_controller_client::GrpcControllerClient};
+use terraform_provider_secretbridge::plugin::proto::tfplugin6::{
+    self as pb, attribute_path::step::Selector, provider_client::ProviderClient,
+};
+use terraform_provider_secretbridge::plugin::serve::serve;
+use terraform_provider_secretbridge::plugin::server::ProviderServer;
+use terraform_provider_secretbridge::plugin::value::{Number, Type, Value};
+use terraform_provider_secretbridge::resources::test_object::TestObjectResource;
+use tonic::transport::Channel;
+
+use crate::support::{dv, obj, s, undv};
+
+struct Running {
+    client: ProviderClient<Channel>,
+    channel: Channel,
+    server: tokio::task::JoinHandle<()>,
+    ty: Type,
+    _dir: tempfile::TempDir,
+    dir_path: std::path::PathBuf,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let provider = ProviderServer::builder::<secretbridge_shared::terraform::ProviderConfig>()
+        .expect("provider schema")
+        .resource(TestObjectResource::in_dir(dir.path()))
+        .expect("resource schema")
+        .build();
+    let ty = object_type(&provider);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        serve(listener, None, provider).await.expect("serve");
+    });
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
+    Running { client: ProviderClient::new(channel.clone()), channel, server, ty, dir_path: dir.path().to_owned(), _dir: dir }
+}
+
+/// The object type Terraform would derive from the returned schema.
+fn object_type(provider: &ProviderServer) -> Type {
+    let block = provider.schema_response().resource_schemas["secretbridge_test_object"].block.clone().expect("block");
+    block_type(&block)
+}
+
+fn block_type(block: &pb::schema::Block) -> Type {
+    let mut attrs = std::collections::BTreeMap::new();
+    for a in &block.attributes {
+        let ty = match &a.nested_type {
+            Some(nested) => {
+                let inner = Type::Object(
+                    nested
+                        .attributes
+                        .iter()
+                        .map(|na| (na.name.clone(), Type::from_json(&serde_json::from_slice(&na.r#type).expect("type json")).expect("type")))
+                        .collect(),
+                );
+                assert_eq!(nested.nesting, pb::schema::object::NestingMode::Single as i32);
+                inner
+            }
+            None => Type::from_json(&serde_json::from_slice(&a.r#type).expect("type json")).expect("type"),
+        };
+        attrs.insert(a.name.clone(), ty);
+    }
+    for b in &block.block_types {
+        attrs.insert(b.type_name.clone(), block_type(b.block.as_ref().expect("block")));
+    }
+    Type::Object(attrs)
+}
+
+fn config(name: &str, content: &str) -> Value {
+    obj(&[
+        ("name", s(name)),
+        ("content", s(content)),
+        ("secret", s("hunter2")),
+        ("owner", obj(&[("team", s("core"))])),
+    ])
+}
+
+fn attr_path_names(p: &pb::AttributePath) -> Vec<String> {
+    p.steps
+        .iter()
+        .filter_map(|st| match &st.selector {
+            Some(Selector::AttributeName(n)) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn validation_errors_carry_attribute_paths() {
+    let mut r = start().await;
+    let resp = r
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "secretbridge_test_object".into(),
+            config: dv(&obj(&[("name", s("Bad_Name")), ("content", s("forbidden")), ("format", s("fancy"))]), &r.ty),
+            client_capabilities: None,
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    let paths: Vec<Vec<String>> = resp.diagnostics.iter().filter_map(|d| d.attribute.as_ref()).map(attr_path_names).collect();
+    assert!(paths.contains(&vec!["name".to_owned()]), "{:?}", resp.diagnostics);
+    assert!(paths.contains(&vec!["format".to_owned()]), "{:?}", resp.diagnostics);
+    for d in &resp.diagnostics {
+        assert!(!d.detail.contains("backtrace") && !d.detail.contains("src/"), "no Rust internals: {}", d.detail);
+    }
+    // The typed validator runs only once the schema rules pass.
+    let resp = r
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "secretbridge_test_object".into(),
+            config: dv(&obj(&[("name", s("ok")), ("content", s("forbidden"))]), &r.ty),
+            client_capabilities: None,
+        })
+        .await
+        .expect("rpc")
+        .into_inner();
+    assert_eq!(resp.diagnostics.len(), 1);
+    assert_eq!(attr_path_names(resp.diagnostics[0].attribute.as_ref().expect("path")), ["content"]);
+    r.server.abort();
+}
+
+#[tokio::test]
+async fn plan_apply_read_import_lifecycle_over_grpc() {
+    let mut r = start().await;
+    let ty = r.ty.clone();
+    let cfg = config("alpha", "v1");
+    // Terraform's proposed new state for a create: config, computed attrs null.
+    let plan = r
+        .client
+        .plan_resource_change(pb::plan_resource_change::Request {
+            type_name: "secretbridge_test_object".into(),
+            prior_state: dv(&Value::Null, &ty),
+            proposed_new_state: dv(&cfg, &ty),
+            config: dv(&cfg, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    assert!(plan.diagnostics.is_empty(), "{:?}", plan.diagnostics);
+    let planned = undv(plan.planned_state, &ty);
+    assert_eq!(planned.attr("id"), &Value::Unknown);
+    assert_eq!(planned.attr("revision"), &Value::Unknown);
+    assert_eq!(planned.attr("format"), &s("pretty"), "default applied");
+
+    let applied = r
+        .client
+        .apply_resource_change(pb::apply_resource_change::Request {
+            type_name: "secretbridge_test_object".into(),
+            prior_state: dv(&Value::Null, &ty),
+            planned_state: dv(&planned, &ty),
+            config: dv(&cfg, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("apply")
+        .into_inner();
+    assert!(applied.diagnostics.is_empty(), "{:?}", applied.diagnostics);
+    let state = undv(applied.new_state, &ty);
+    assert_eq!(state.attr("id"), &s("alpha"));
+    assert_eq!(state.attr("revision"), &Value::Number(Number::Int(1)));
+    assert!(r.dir_path.join("alpha.json").exists());
+
+    // Update of content: in place, revision unknown, id kept.
+    let cfg2 = config("alpha", "v2");
+    let mut proposed = cfg2.clone();
+    if let Value::Map(m) = &mut proposed {
+        m.insert("id".into(), state.attr("id").clone());
+        m.insert("revision".into(), state.attr("revision").clone());
+        m.insert("format".into(), s("pretty"));
+    }
+    let plan = r
+        .client
+        .plan_resource_change(pb::plan_resource_change::Request {
+            type_name: "secretbridge_test_object".into(),
+            prior_state: dv(&state, &ty),
+            proposed_new_state: dv(&proposed, &ty),
+            config: dv(&cfg2, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    assert!(plan.requires_replace.is_empty());
+    let planned2 = undv(plan.planned_state, &ty);
+    assert_eq!(planned2.attr("id"), &s("alpha"));
+    assert_eq!(planned2.attr("revision"), &Value::Unknown);
+
+    // Rename: requires replace on `name`.
+    let cfg3 = config("beta", "v2");
+    let mut proposed3 = cfg3.clone();
+    if let Value::Map(m) = &mut proposed3 {
+        m.insert("id".into(), state.attr("id").clone());
+        m.insert("revision".into(), state.attr("revision").clone());
+        m.insert("format".into(), s("pretty"));
+    }
+    let plan = r
+        .client
+        .plan_resource_change(pb::plan_resource_change::Request {
+            type_name: "secretbridge_test_object".into(),
+            prior_state: dv(&state, &ty),
+            proposed_new_state: dv(&proposed3, &ty),
+            config: dv(&cfg3, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    let replace: Vec<Vec<String>> = plan.requires_replace.iter().map(attr_path_names).collect();
+    assert_eq!(replace, vec![vec!["name".to_owned()]]);
+
+    // Read sees the file; after deleting it outside Terraform, read returns null (drift).
+    let read = r
+        .client
+        .read_resource(pb::read_resource::Request {
+            type_name: "secretbridge_test_object".into(),
+            current_state: dv(&state, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(undv(read.new_state, &ty), state);
+
+    // Import by ID gives the same state.
+    let imported = r
+        .client
+        .import_resource_state(pb::import_resource_state::Request {
+            type_name: "secretbridge_test_object".into(),
+            id: "alpha".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!(imported.imported_resources.len(), 1);
+    assert_eq!(undv(imported.imported_resources[0].state.clone(), &ty), state);
+
+    std::fs::remove_file(r.dir_path.join("alpha.json")).expect("delete outside terraform");
+    let read = r
+        .client
+        .read_resource(pb::read_resource::Request {
+            type_name: "secretbridge_test_object".into(),
+            current_state: dv(&state, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(undv(read.new_state, &ty), Value::Null);
+
+    // UpgradeResourceState from raw JSON at the current version.
+    let raw = br#"{"name":"alpha","content":"v1","secret":null,"format":"pretty","labels":null,"owner":{"team":"core","email":null},"id":"alpha","revision":1}"#;
+    let up = r
+        .client
+        .upgrade_resource_state(pb::upgrade_resource_state::Request {
+            type_name: "secretbridge_test_object".into(),
+            version: 0,
+            raw_state: Some(pb::RawState { json: raw.to_vec(), flatmap: Default::default() }),
+        })
+        .await
+        .expect("upgrade")
+        .into_inner();
+    assert!(up.diagnostics.is_empty(), "{:?}", up.diagnostics);
+    assert_eq!(undv(up.upgraded_state, &ty).attr("revision"), &Value::Number(Number::Int(1)));
+    // A version this provider never wrote is refused with a diagnostic.
+    let up = r
+        .client
+        .upgrade_resource_state(pb::upgrade_resource_state::Request {
+            type_name: "secretbridge_test_object".into(),
+            version: 7,
+            raw_state: Some(pb::RawState { json: raw.to_vec(), flatmap: Default::default() }),
+        })
+        .await
+        .expect("upgrade")
+        .into_inner();
+    assert!(up.diagnostics[0].summary.contains("Unsupported state version"));
+    r.server.abort();
+}
+
+#[tokio::test]
+async fn metadata_functions_and_controller_shutdown() {
+    let mut r = start().await;
+    let meta = r.client.get_metadata(pb::get_metadata::Request {}).await.expect("metadata").into_inner();
+    assert_eq!(meta.resources.len(), 1);
+    assert!(meta.server_capabilities.expect("caps").get_provider_schema_optional);
+    let funcs = r.client.get_functions(pb::get_functions::Request {}).await.expect("functions").into_inner();
+    assert!(funcs.functions.is_empty());
+    let unknown = r
+        .client
+        .read_data_source(pb::read_data_source::Request { type_name: "secretbridge_nope".into(), ..Default::default() })
+        .await
+        .expect("rpc")
+        .into_inner();
+    assert!(unknown.diagnostics[0].summary.contains("Unknown data source"));
+
+    GrpcControllerClient::new(r.channel.clone()).shutdown(Empty {}).await.expect("shutdown");
+    // The server task ends by itself once asked to shut down.
+    tokio::time::timeout(Duration::from_secs(60), &mut r.server).await.expect("server stops").expect("no panic");
+}
