@@ -188,6 +188,7 @@ impl std::fmt::Display for Diagnostics {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -512,6 +512,7 @@ fn attribute_to_json(a: &Attribute) -> J {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use schemars::JsonSchema;

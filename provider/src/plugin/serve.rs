@@ -388,6 +388,7 @@ impl health::health_server::Health for Health {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

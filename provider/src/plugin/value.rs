@@ -201,7 +201,8 @@ impl Number {
 
     /// Canonical number for an `f64` (integral values within `i64` become `Int`).
     pub fn from_f64(f: f64) -> Number {
-        if f.fract() == 0.0 && f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18 {
+        // -2^63 ..< 2^63: every integral f64 in it converts to i64 exactly.
+        if f.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&f) {
             // In range and integral, so the cast is exact.
             Number::Int(f as i64)
         } else {
@@ -232,6 +233,8 @@ impl Number {
         }
     }
 }
+
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
 /// Whether `f` represents the decimal `text` exactly (so no precision is lost).
 fn is_exact_float_text(text: &str, f: f64) -> bool {
@@ -472,7 +475,7 @@ impl MsgpackReader<'_> {
                 let n = self.uint(4, path)? as usize;
                 Scalar::Str(self.string_body(n, path)?)
             }
-            0xc4 | 0xc5 | 0xc6 => {
+            0xc4..=0xc6 => {
                 let width = match marker {
                     0xc4 => 1,
                     0xc5 => 2,
@@ -934,6 +937,7 @@ fn json_to_untyped(json: &serde_json::Value) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
