@@ -315,6 +315,18 @@ pub fn validate_rules(value: &Value, rules: &RuleTree, base: &AttrPath) -> Diagn
         let path = base.attr(name);
         validate_node(value.attr(name), node, &path, &mut diags);
     }
+    if !rules.one_of.is_empty() && !value.contains_unknown() {
+        let set = rules.one_of.iter().filter(|group| group.iter().any(|n| !value.attr(n).is_null())).count();
+        if set != 1 {
+            let names: Vec<String> = rules.one_of.iter().map(|g| g.join("+")).collect();
+            let summary = if set == 0 { "Missing required choice" } else { "Conflicting choices" };
+            let detail = format!("exactly one of {} must be set{}.", names.join(", "), if base.0.is_empty() { String::new() } else { format!(" in {base}") });
+            diags.push(match base.0.is_empty() {
+                true => Diagnostic::error(summary, detail),
+                false => Diagnostic::attribute_error(base.clone(), summary, detail),
+            });
+        }
+    }
     diags
 }
 

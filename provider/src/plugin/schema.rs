@@ -84,7 +84,13 @@ pub struct AttrNode {
 pub struct RuleTree {
     /// Attribute (and block) name to its rules.
     pub attrs: BTreeMap<String, AttrNode>,
+    /// Groups of attributes of which exactly one group must be set (from an
+    /// enum of struct variants).
+    pub one_of: Vec<Vec<String>>,
 }
+
+/// Internal marker carrying enum-variant groups from shape to block.
+const ONE_OF_KEY: &str = "x-secretbridge-one-of";
 
 /// The products of converting one Rust type.
 #[derive(Debug, Clone)]
@@ -228,6 +234,9 @@ impl Converter<'_> {
 
     fn shape(&self, schema: &J, path: &[String]) -> Result<Shape, SchemaError> {
         let (schema, _) = self.strip_null(schema)?;
+        if let Some(merged) = self.merge_object_alternatives(&schema)? {
+            return Ok(Shape::Object(merged));
+        }
         if let Some(values) = enum_values(&schema) {
             let ty = match values.first() {
                 Some(J::Number(_)) => Type::Number,
@@ -262,6 +271,39 @@ impl Converter<'_> {
         })
     }
 
+    /// An enum of struct variants (serde's externally tagged `{"aws": {...}}`)
+    /// is `oneOf` objects with one property each. Terraform has no sum
+    /// types, so it becomes one object with every variant's properties
+    /// optional, plus an exactly-one-of rule checked at plan time.
+    fn merge_object_alternatives(&self, schema: &J) -> Result<Option<J>, SchemaError> {
+        let Some(alts) = schema.get("oneOf").or_else(|| schema.get("anyOf")).and_then(J::as_array) else {
+            return Ok(None);
+        };
+        let mut properties = Map::new();
+        let mut groups = Vec::new();
+        for alt in alts {
+            let alt = self.resolve(alt)?;
+            let Some(props) = alt.get("properties").and_then(J::as_object) else { return Ok(None) };
+            let mut group = Vec::new();
+            for (k, v) in props {
+                let mut prop = self.resolve(v)?;
+                if let (Some(m), Some(d)) = (prop.as_object_mut(), alt.get("description")) {
+                    m.entry("description").or_insert_with(|| d.clone());
+                }
+                properties.insert(k.clone(), prop);
+                group.push(J::from(k.clone()));
+            }
+            groups.push(J::Array(group));
+        }
+        let mut merged = schema.as_object().cloned().unwrap_or_default();
+        merged.remove("oneOf");
+        merged.remove("anyOf");
+        merged.insert("type".into(), J::from("object"));
+        merged.insert("properties".into(), J::Object(properties));
+        merged.insert(ONE_OF_KEY.into(), J::Array(groups));
+        Ok(Some(J::Object(merged)))
+    }
+
     fn shape_type(&self, shape: &Shape, path: &mut Vec<String>) -> Result<Type, SchemaError> {
         Ok(match shape {
             Shape::Primitive(t) => t.clone(),
@@ -292,7 +334,19 @@ impl Converter<'_> {
             ..Block::default()
         };
         let mut types = BTreeMap::new();
-        let mut rules = RuleTree::default();
+        let mut rules = RuleTree {
+            one_of: schema
+                .get(ONE_OF_KEY)
+                .and_then(J::as_array)
+                .map(|groups| {
+                    groups
+                        .iter()
+                        .map(|g| g.as_array().map(|names| names.iter().filter_map(J::as_str).map(str::to_owned).collect()).unwrap_or_default())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..RuleTree::default()
+        };
         // Deterministic order: alphabetical, as Terraform prints them.
         let mut names: Vec<&String> = props.keys().collect();
         names.sort();

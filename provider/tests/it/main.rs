@@ -6,4 +6,5 @@ mod bench;
 mod golden;
 mod handshake;
 mod rpc;
+mod shared_schemas;
 mod support;
