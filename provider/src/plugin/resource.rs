@@ -135,7 +135,7 @@ impl<R: Resource> Registered<R> {
     }
 
     fn typed(&self, v: &Value) -> Result<R::State, Diagnostics> {
-        serde_json::from_value(v.to_serde_json()).map_err(|e| {
+        serde_json::from_value(super::schema::value_to_model_json(v, &self.schema.rules)).map_err(|e| {
             Diagnostic::error(
                 format!("Invalid {} value", self.resource.type_name()),
                 format!("the value does not match the resource model: {e}"),
@@ -146,7 +146,8 @@ impl<R: Resource> Registered<R> {
 
     fn untyped(&self, s: &R::State) -> Result<Value, Diagnostics> {
         let json = serde_json::to_value(s).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
-        let mut v = Value::from_serde_json(&json, &self.schema.ty).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        let mut v = super::schema::model_json_to_value(&json, &self.schema.ty, &self.schema.rules)
+            .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
         null_write_only(&mut v, &self.schema.rules);
         Ok(v)
     }
@@ -242,6 +243,8 @@ impl<R: Resource> DynResource for Registered<R> {
             return super::value::from_json(raw_json, &self.schema.ty).map_err(|e| Diagnostic::from_error(&e).into());
         }
         let raw: J = serde_json::from_slice(raw_json).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        // Older states are handed over in Terraform's names; the resource
+        // returns the current state in Terraform's names too.
         let upgraded = self.resource.upgrade_state(version, raw)?;
         Value::from_serde_json(&upgraded, &self.schema.ty).map_err(|e| Diagnostic::from_error(&e).into())
     }
@@ -443,7 +446,7 @@ fn validate_element(v: &Value, r: &super::schema::AttrRules, path: &AttrPath, di
         maximum: r.maximum,
         ..Default::default()
     };
-    validate_node(v, &AttrNode { rules: elem_rules, nested: None }, path, diags);
+    validate_node(v, &AttrNode { rules: elem_rules, ..AttrNode::default() }, path, diags);
 }
 
 fn check_size(len: usize, r: &super::schema::AttrRules, path: &AttrPath, diags: &mut Diagnostics) {

@@ -75,6 +75,8 @@ pub struct AttrRules {
 pub struct AttrNode {
     /// This attribute's own rules.
     pub rules: AttrRules,
+    /// The property name in the Rust model's JSON (the Terraform name is its snake_case form).
+    pub json_name: String,
     /// Nested object attributes, with how they nest.
     pub nested: Option<(Nesting, RuleTree)>,
 }
@@ -341,17 +343,18 @@ impl Converter<'_> {
                 .map(|groups| {
                     groups
                         .iter()
-                        .map(|g| g.as_array().map(|names| names.iter().filter_map(J::as_str).map(str::to_owned).collect()).unwrap_or_default())
+                        .map(|g| g.as_array().map(|names| names.iter().filter_map(J::as_str).map(snake_case).collect()).unwrap_or_default())
                         .collect()
                 })
                 .unwrap_or_default(),
             ..RuleTree::default()
         };
-        // Deterministic order: alphabetical, as Terraform prints them.
-        let mut names: Vec<&String> = props.keys().collect();
+        // Deterministic order: alphabetical by Terraform name, as Terraform prints them.
+        let mut names: Vec<(String, &String)> = props.keys().map(|k| (snake_case(k), k)).collect();
         names.sort();
-        for name in names {
-            let prop = &props[name];
+        for (tf_name, json_name) in names {
+            let prop = &props[json_name];
+            let name = &tf_name;
             path.push(name.clone());
             let (resolved, nullable) = self.strip_null(prop)?;
             let flag = |key: &str| resolved.get(key) == Some(&J::Bool(true));
@@ -371,7 +374,7 @@ impl Converter<'_> {
                 ..AttrRules::default()
             };
             r.computed = r.computed_only || flag("x-terraform-computed") || r.default.is_some();
-            r.required = required.contains(&name.as_str()) && !nullable && !r.computed && r.default.is_none();
+            r.required = required.contains(&json_name.as_str()) && !nullable && !r.computed && r.default.is_none();
             let as_block = flag("x-terraform-block") || (top && self.options.top_level_objects_as_blocks);
             let shape = self.shape(&resolved, path)?;
             let desc = description(&resolved);
@@ -401,7 +404,7 @@ impl Converter<'_> {
                         max_items: 0,
                     });
                     types.insert(name.clone(), ty);
-                    rules.attrs.insert(name.clone(), AttrNode { rules: r, nested: Some((nesting, inner_rules)) });
+                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)) });
                 }
                 Some(obj_schema) => {
                     let (inner_block, inner_ty, inner_rules) = self.block(&obj_schema, path, false)?;
@@ -430,7 +433,7 @@ impl Converter<'_> {
                         write_only: r.write_only,
                     });
                     types.insert(name.clone(), ty);
-                    rules.attrs.insert(name.clone(), AttrNode { rules: r, nested: Some((nesting, inner_rules)) });
+                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)) });
                 }
                 None => {
                     let ty = self.shape_type(&shape, path)?;
@@ -448,13 +451,91 @@ impl Converter<'_> {
                         write_only: r.write_only,
                     });
                     types.insert(name.clone(), ty);
-                    rules.attrs.insert(name.clone(), AttrNode { rules: r, nested: None });
+                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: None });
                 }
             }
             path.pop();
         }
         Ok((block, Type::Object(types), rules))
     }
+}
+
+/// Terraform attribute name for a model property: `serviceAccountRef` ->
+/// `service_account_ref`, `projectID` -> `project_id`.
+pub fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev = i.checked_sub(1).map(|p| chars[p]);
+            let next = chars.get(i + 1);
+            let boundary = match prev {
+                Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
+                Some(p) if p.is_ascii_uppercase() => next.is_some_and(char::is_ascii_lowercase),
+                _ => false,
+            };
+            if boundary && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+/// Converts a Terraform value to the Rust model's JSON: property names
+/// restored, nulls dropped (so `Option` and `#[serde(default)]` apply).
+pub fn value_to_model_json(v: &super::value::Value, tree: &RuleTree) -> J {
+    use super::value::Value;
+    let Value::Map(entries) = v else { return v.to_serde_json() };
+    let mut out = Map::new();
+    for (name, value) in entries {
+        if value.is_null() || matches!(value, Value::Unknown) {
+            continue;
+        }
+        let Some(node) = tree.attrs.get(name) else {
+            out.insert(name.clone(), value.to_serde_json());
+            continue;
+        };
+        let json = match (&node.nested, value) {
+            (Some((Nesting::Single, inner)), v) => value_to_model_json(v, inner),
+            (Some((_, inner)), Value::List(items)) => J::Array(items.iter().map(|i| value_to_model_json(i, inner)).collect()),
+            (Some((_, inner)), Value::Map(m)) => J::Object(m.iter().map(|(k, i)| (k.clone(), value_to_model_json(i, inner))).collect()),
+            (_, v) => v.to_serde_json(),
+        };
+        out.insert(node.json_name.clone(), json);
+    }
+    J::Object(out)
+}
+
+/// Converts the Rust model's JSON to a Terraform value of type `ty`
+/// (Terraform attribute names; absent properties become null).
+pub fn model_json_to_value(json: &J, ty: &Type, tree: &RuleTree) -> Result<super::value::Value, super::value::ValueError> {
+    use super::value::Value;
+    let (J::Object(props), Type::Object(attr_types)) = (json, ty) else { return Value::from_serde_json(json, ty) };
+    let mut out = BTreeMap::new();
+    for (name, aty) in attr_types {
+        let Some(node) = tree.attrs.get(name) else {
+            out.insert(name.clone(), Value::from_serde_json(props.get(name).unwrap_or(&J::Null), aty)?);
+            continue;
+        };
+        let prop = props.get(&node.json_name).unwrap_or(&J::Null);
+        let v = match (&node.nested, prop, aty) {
+            (_, J::Null, _) => Value::Null,
+            (Some((Nesting::Single, inner)), p, t) => model_json_to_value(p, t, inner)?,
+            (Some((_, inner)), J::Array(items), Type::List(et) | Type::Set(et)) => {
+                Value::List(items.iter().map(|i| model_json_to_value(i, et, inner)).collect::<Result<_, _>>()?)
+            }
+            (Some((_, inner)), J::Object(m), Type::Map(et)) => Value::Map(
+                m.iter().map(|(k, i)| Ok((k.clone(), model_json_to_value(i, et, inner)?))).collect::<Result<_, super::value::ValueError>>()?,
+            ),
+            (_, p, t) => Value::from_serde_json(p, t)?,
+        };
+        out.insert(name.clone(), v);
+    }
+    Ok(Value::Map(out))
 }
 
 fn description(schema: &J) -> String {
@@ -678,6 +759,55 @@ mod tests {
         let Type::Object(attrs) = &g.ty else { panic!("object type") };
         assert_eq!(attrs["target"].to_json().to_string(), r#"["object",{"key":"string","namespace":"string"}]"#);
         assert_eq!(attrs["settings"].to_json().to_string(), r#"["object",{"key":"string","namespace":"string"}]"#);
+    }
+
+    /// A CRD-style model.
+    #[derive(Serialize, Deserialize, JsonSchema, PartialEq, Debug)]
+    #[serde(rename_all = "camelCase")]
+    struct CamelModel {
+        /// Ref.
+        service_account_ref: CamelRef,
+        /// Items.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        match_items: Vec<CamelRef>,
+        /// Plain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project_id: Option<String>,
+    }
+
+    /// Ref.
+    #[derive(Serialize, Deserialize, JsonSchema, PartialEq, Debug)]
+    #[serde(rename_all = "camelCase")]
+    struct CamelRef {
+        /// Name.
+        account_name: String,
+    }
+
+    #[test]
+    fn camel_case_model_round_trips_through_terraform_names() {
+        let g = generate::<CamelModel>(0, SchemaOptions::default()).unwrap();
+        let b = g.schema.block.as_ref().unwrap();
+        let names: Vec<&str> = b.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["match_items", "project_id", "service_account_ref"]);
+        let model = CamelModel {
+            service_account_ref: CamelRef { account_name: "a".into() },
+            match_items: vec![CamelRef { account_name: "b".into() }],
+            project_id: Some("p".into()),
+        };
+        let json = serde_json::to_value(&model).unwrap();
+        let value = model_json_to_value(&json, &g.ty, &g.rules).unwrap();
+        assert_eq!(value.attr("service_account_ref").attr("account_name"), &crate::plugin::value::Value::String("a".into()));
+        let back: CamelModel = serde_json::from_value(value_to_model_json(&value, &g.rules)).unwrap();
+        assert_eq!(back, model);
+    }
+
+    #[test]
+    fn camel_case_properties_get_snake_case_names() {
+        assert_eq!(snake_case("serviceAccountRef"), "service_account_ref");
+        assert_eq!(snake_case("projectID"), "project_id");
+        assert_eq!(snake_case("clusterProjectID"), "cluster_project_id");
+        assert_eq!(snake_case("already_snake"), "already_snake");
+        assert_eq!(snake_case("HTTPServer"), "http_server");
     }
 
     #[test]

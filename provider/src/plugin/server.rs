@@ -228,7 +228,10 @@ impl Provider for ProviderServer {
         let req = request.into_inner();
         let diags = match decode(req.config.as_ref(), &self.inner.provider_schema.ty) {
             Ok(config) => {
-                let ctx = ProviderContext { config: config.to_serde_json(), terraform_version: req.terraform_version };
+                let ctx = ProviderContext {
+                    config: super::schema::value_to_model_json(&config, &self.inner.provider_schema.rules),
+                    terraform_version: req.terraform_version,
+                };
                 match self.inner.ctx.write() {
                     Ok(mut guard) => *guard = Arc::new(ctx),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(ctx),

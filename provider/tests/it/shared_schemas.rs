@@ -29,8 +29,28 @@ fn every_shared_resource_model_converts() {
             assert!(a.r#type.is_empty() != a.nested_type.is_none(), "{name}.{}: exactly one of type/nested_type", a.name);
             assert!(a.required ^ (a.optional || a.computed), "{name}.{}: required excludes optional/computed", a.name);
         }
+        let text = serde_json::to_string(&schema_to_json(&g.schema)).expect("json");
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_snake_case(name, &doc["block"]);
         if std::env::var("SECRETBRIDGE_PRINT_SCHEMAS").is_ok() {
             println!("{name}: {}", serde_json::to_string_pretty(&schema_to_json(&g.schema)).expect("json"));
+        }
+    }
+}
+
+/// Terraform attribute names are snake_case even where the model (CRD spec
+/// types) is camelCase.
+fn assert_snake_case(resource: &str, block: &serde_json::Value) {
+    for key in ["attributes", "block_types"] {
+        if let Some(map) = block[key].as_object() {
+            for (name, inner) in map {
+                assert!(
+                    name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{resource}: attribute {name} is not snake_case"
+                );
+                assert_snake_case(resource, &inner["nested_type"]);
+                assert_snake_case(resource, &inner["block"]);
+            }
         }
     }
 }
