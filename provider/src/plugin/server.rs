@@ -171,7 +171,12 @@ impl Provider for ProviderServer {
         let diags = (|| {
             let r = self.resource(&req.type_name)?;
             let config = decode(req.config.as_ref(), &r.schema().ty)?;
-            Ok::<_, Diagnostics>(r.validate(&config))
+            let mut diags = r.validate(&config);
+            let write_only_ok = req.client_capabilities.as_ref().is_some_and(|c| c.write_only_attributes_allowed);
+            if !write_only_ok {
+                diags.extend(write_only_unsupported(&config, &r.schema().rules));
+            }
+            Ok::<_, Diagnostics>(diags)
         })()
         .unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_resource_config::Response { diagnostics: diags.to_proto() }))
@@ -359,4 +364,20 @@ fn unknown_data_source(type_name: &str) -> Diagnostic {
         "Unknown data source",
         format!("this provider has no data source {type_name:?}; check the data source name against the provider documentation."),
     )
+}
+
+/// Terraform before 1.11 does not know write-only attributes and would store
+/// their values in state: refuse them there, naming the attribute.
+fn write_only_unsupported(config: &Value, rules: &super::schema::RuleTree) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (name, node) in &rules.attrs {
+        if node.rules.write_only && !config.attr(name).is_null() {
+            diags.push(Diagnostic::attribute_error(
+                super::diag::AttrPath::root(name),
+                "Write-only attribute needs Terraform 1.11 or newer",
+                format!("{name} is write-only (never stored in state), which this Terraform version does not support; upgrade Terraform or leave {name} unset."),
+            ));
+        }
+    }
+    diags
 }

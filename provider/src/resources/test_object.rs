@@ -38,6 +38,11 @@ pub struct TestObject {
     /// Who owns the object (a nested attribute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<TestOwner>,
+    /// A token handed to the object but never kept in Terraform state
+    /// (write-only, Terraform 1.11+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-write-only" = true))]
+    pub token_wo: Option<String>,
     /// Same as `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-terraform-computed-only" = true, "x-terraform-use-state-for-unknown" = true))]
@@ -84,6 +89,8 @@ struct Stored {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     owner: Option<TestOwner>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
     revision: i64,
 }
 
@@ -139,6 +146,7 @@ async fn load(path: PathBuf, name: &str) -> Result<Option<TestObject>, Diagnosti
         format: stored.format,
         labels: stored.labels,
         owner: stored.owner,
+        token_wo: None,
         id: Some(name.to_owned()),
         revision: Some(stored.revision),
     }))
@@ -151,6 +159,7 @@ async fn store(path: PathBuf, obj: &TestObject, revision: i64) -> Result<TestObj
         format: obj.format,
         labels: obj.labels.clone(),
         owner: obj.owner.clone(),
+        token: obj.token_wo.clone(),
         revision,
     };
     let text = match obj.format {
@@ -159,7 +168,7 @@ async fn store(path: PathBuf, obj: &TestObject, revision: i64) -> Result<TestObj
     }
     .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
     tokio::fs::write(&path, text).await.map_err(|e| io_error("write", &path, &e))?;
-    Ok(TestObject { id: Some(obj.name.clone()), revision: Some(revision), ..obj.clone() })
+    Ok(TestObject { id: Some(obj.name.clone()), revision: Some(revision), token_wo: None, ..obj.clone() })
 }
 
 impl Resource for TestObjectResource {

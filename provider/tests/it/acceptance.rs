@@ -169,6 +169,30 @@ fn lifecycle(version: &str) {
     w.ok(&["apply", "-auto-approve", "-no-color", "-input=false"]);
     assert!(w.objects().join("beta.json").exists());
 
+    if version != "1.0.3" {
+        // A write-only value reaches the object but never the state or plan.
+        // It does not cause a diff by itself, so the content changes along with it.
+        let with_token = object_config("beta", "v3").replace("content =", "token_wo = \"tok-only-in-config\"\n  content =");
+        w.write_config(&with_token);
+        w.ok(&["apply", "-auto-approve", "-no-color", "-input=false"]);
+        assert_eq!(stored(&w, "beta")["token"], "tok-only-in-config", "the object received the write-only value");
+        let state = w.ok(&["show", "-json", "-no-color"]);
+        assert!(!state.contains("tok-only-in-config"), "write-only value in state:\n{state}");
+        let tfstate = std::fs::read_to_string(w.work().join("terraform.tfstate")).expect("state file");
+        assert!(!tfstate.contains("tok-only-in-config"), "write-only value in terraform.tfstate");
+        // Dropping a write-only value is no change either.
+        w.write_config(&object_config("beta", "v3"));
+        assert!(!w.plan_has_changes().0);
+    } else {
+        // Terraform 1.0.3 cannot keep write-only values out of state: refused with the attribute named.
+        let with_token = object_config("beta", "v2").replace("content =", "token_wo = \"tok\"\n  content =");
+        w.write_config(&with_token);
+        let out = w.run(&["plan", "-no-color", "-input=false"]);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && text.contains("Write-only attribute needs Terraform 1.11"), "{text}");
+        w.write_config(&object_config("beta", "v2"));
+    }
+
     // Destroy.
     w.ok(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
     assert!(!w.objects().join("beta.json").exists());
