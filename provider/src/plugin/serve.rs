@@ -246,7 +246,13 @@ impl tokio::io::AsyncWrite for Conn {
 /// Returns the configuration and our certificate's DER for the handshake.
 pub fn mtls_config(client_cert_pem: &str) -> Result<(rustls::ServerConfig, Vec<u8>), ServeError> {
     let client_der = pem_certificate(client_cert_pem).map_err(ServeError::ClientCert)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // ring for our side of the handshake (key exchange, our signature, its
+    // RNG); aws-lc only to verify Terraform's signature, because go-plugin's
+    // client key is ECDSA P-521, which ring cannot verify. (aws-lc's RNG
+    // seeding on first use costs ~150 ms per plugin start in debug builds.)
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.signature_verification_algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    let provider = Arc::new(provider);
 
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(ServeError::ServerCert)?;
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).map_err(ServeError::ServerCert)?;
