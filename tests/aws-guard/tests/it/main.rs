@@ -1,0 +1,9 @@
+//! Integration tests: a real moto server, a loopback HTTPS OIDC issuer, the
+//! guard in between, and the Rust AWS SDK's normal clients and credential chain.
+
+#![allow(clippy::unwrap_used)]
+
+mod data_calls;
+mod faults;
+mod support;
+mod web_identity;
