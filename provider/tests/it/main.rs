@@ -5,6 +5,7 @@ mod acceptance;
 mod bench;
 mod golden;
 mod handshake;
+mod mtls;
 mod rpc;
 mod shared_schemas;
 mod support;
