@@ -257,58 +257,116 @@ pub fn plan_change(prior: &Value, proposed: &Value, config: &Value, schema: &Gen
     if proposed.is_null() {
         return (Value::Null, Vec::new());
     }
-    let creating = prior.is_null();
-    let Type::Object(types) = &schema.ty else { return (proposed.clone(), Vec::new()) };
     let mut planned = proposed.clone();
-    let Value::Map(entries) = &mut planned else { return (proposed.clone(), Vec::new()) };
-
-    let mut unknown_candidates = Vec::new();
-    for (name, node) in &schema.rules.attrs {
-        let r = &node.rules;
-        if r.write_only {
-            entries.insert(name.clone(), Value::Null);
-            continue;
-        }
-        if !config.attr(name).is_null() || !r.computed {
-            continue;
-        }
-        if let (Some(default), Some(ty)) = (&r.default, types.get(name)) {
-            if let Ok(v) = Value::from_serde_json(default, ty) {
-                entries.insert(name.clone(), v);
-            }
-        } else if creating {
-            entries.insert(name.clone(), Value::Unknown);
-        } else if r.use_state_for_unknown {
-            entries.insert(name.clone(), prior.attr(name).clone());
-        } else {
-            unknown_candidates.push(name.clone());
-        }
-    }
+    let mut replace = Vec::new();
+    let unknown_candidates = plan_object(prior, &mut planned, config, &schema.rules, &schema.ty, &AttrPath::default(), &mut replace);
     // On update, computed values the provider derives may change once
     // anything else changes: show them as "known after apply".
-    if !creating {
+    if !prior.is_null()
+        && let Value::Map(entries) = &mut planned
+    {
         let changed = schema
             .rules
             .attrs
-            .iter()
-            .filter(|(n, _)| !unknown_candidates.contains(n))
-            .any(|(n, _)| entries.get(n).unwrap_or(&Value::Null) != prior.attr(n));
+            .keys()
+            .filter(|n| !unknown_candidates.contains(n))
+            .any(|n| entries.get(n).unwrap_or(&Value::Null) != prior.attr(n));
         if changed {
             for name in unknown_candidates {
                 entries.insert(name, Value::Unknown);
             }
         }
     }
+    (planned, replace)
+}
 
-    let mut replace = Vec::new();
-    if !creating {
-        for (name, node) in &schema.rules.attrs {
-            if node.rules.requires_replace && entries.get(name).unwrap_or(&Value::Null) != prior.attr(name) {
-                replace.push(AttrPath::root(name));
+/// Plans one object (the resource, or a nested object): defaults, unknown
+/// computed values on create, prior values for use-state-for-unknown,
+/// requires-replace paths. Returns the computed attributes that keep their
+/// prior value unless something else changes.
+fn plan_object(
+    prior: &Value,
+    planned: &mut Value,
+    config: &Value,
+    rules: &RuleTree,
+    ty: &Type,
+    base: &AttrPath,
+    replace: &mut Vec<AttrPath>,
+) -> Vec<String> {
+    let creating = prior.is_null();
+    let (Type::Object(types), Value::Map(entries)) = (ty, planned) else { return Vec::new() };
+    let mut unknown_candidates = Vec::new();
+    for (name, node) in &rules.attrs {
+        let r = &node.rules;
+        let path = base.attr(name);
+        if r.write_only {
+            entries.insert(name.clone(), Value::Null);
+            continue;
+        }
+        let config_value = config.attr(name);
+        if config_value.is_null() && r.computed {
+            if let (Some(default), Some(aty)) = (&r.default, types.get(name)) {
+                if let Ok(v) = Value::from_serde_json(default, aty) {
+                    entries.insert(name.clone(), v);
+                }
+            } else if creating {
+                entries.insert(name.clone(), Value::Unknown);
+            } else if r.use_state_for_unknown {
+                entries.insert(name.clone(), prior.attr(name).clone());
+            } else {
+                unknown_candidates.push(name.clone());
+            }
+        } else if let (Some((nesting, inner)), Some(aty)) = (&node.nested, types.get(name)) {
+            // Nested objects the configuration sets: plan their attributes too.
+            let prior_value = prior.attr(name);
+            if let Some(current) = entries.get_mut(name) {
+                plan_nested(*nesting, prior_value, current, config_value, inner, aty, &path, replace);
             }
         }
+        if !creating && r.requires_replace && entries.get(name).unwrap_or(&Value::Null) != prior.attr(name) {
+            replace.push(path);
+        }
     }
-    (planned, replace)
+    unknown_candidates
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_nested(
+    nesting: Nesting,
+    prior: &Value,
+    planned: &mut Value,
+    config: &Value,
+    rules: &RuleTree,
+    ty: &Type,
+    path: &AttrPath,
+    replace: &mut Vec<AttrPath>,
+) {
+    match (nesting, planned, ty) {
+        (Nesting::Single, planned @ Value::Map(_), ty) => {
+            plan_object(prior, planned, config, rules, ty, path, replace);
+        }
+        (Nesting::List | Nesting::Set, Value::List(items), Type::List(ety) | Type::Set(ety)) => {
+            let (prior_items, config_items) = match (prior, config) {
+                (Value::List(p), Value::List(c)) => (p.as_slice(), c.as_slice()),
+                (_, Value::List(c)) => (&[][..], c.as_slice()),
+                _ => return,
+            };
+            for (i, item) in items.iter_mut().enumerate() {
+                // Set elements have no stable position: plan them as new.
+                let prior_item = if nesting == Nesting::List { prior_items.get(i).unwrap_or(&Value::Null) } else { &Value::Null };
+                let config_item = config_items.get(i).unwrap_or(&Value::Null);
+                plan_object(prior_item, item, config_item, rules, ety, &path.index(i), replace);
+            }
+        }
+        (Nesting::Map, Value::Map(items), Type::Map(ety)) => {
+            for (k, item) in items.iter_mut() {
+                let prior_item = prior.attr(k);
+                let config_item = config.attr(k);
+                plan_object(prior_item, item, config_item, rules, ety, &path.key(k), replace);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Checks a configuration value against the schema rules, with paths.
@@ -460,5 +518,104 @@ fn check_size(len: usize, r: &super::schema::AttrRules, path: &AttrPath, diags: 
         && len > max
     {
         diags.push(Diagnostic::attribute_error(path.clone(), "Too many elements", format!("{path} allows at most {max} elements, got {len}.")));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::plugin::schema::generate;
+    use schemars::JsonSchema;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    /// Model.
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Outer {
+        /// Name.
+        #[schemars(extend("x-terraform-requires-replace" = true))]
+        name: String,
+        /// Nested.
+        inner: Inner,
+        /// Nested list.
+        #[serde(default)]
+        items: Option<Vec<Inner>>,
+        /// Server id.
+        #[schemars(extend("x-terraform-computed-only" = true))]
+        id: Option<String>,
+    }
+
+    /// Inner.
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Inner {
+        /// Key, replaces.
+        #[schemars(extend("x-terraform-requires-replace" = true))]
+        key: String,
+        /// Interval with a default.
+        #[serde(default = "one_hour")]
+        interval: String,
+        /// Computed.
+        #[schemars(extend("x-terraform-computed-only" = true))]
+        uid: Option<String>,
+    }
+
+    fn one_hour() -> String {
+        "1h".into()
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        Value::Map(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<BTreeMap<_, _>>())
+    }
+
+    #[test]
+    fn nested_defaults_unknowns_and_replacements_are_planned() {
+        let g = generate::<Outer>(0, SchemaOptions::default()).unwrap();
+        let config = obj(&[
+            ("name", s("a")),
+            ("inner", obj(&[("key", s("k1")), ("interval", Value::Null), ("uid", Value::Null)])),
+            ("items", Value::List(vec![obj(&[("key", s("x")), ("interval", s("5m")), ("uid", Value::Null)])])),
+            ("id", Value::Null),
+        ]);
+        let (planned, replace) = plan_change(&Value::Null, &config, &config, &g);
+        assert!(replace.is_empty());
+        assert_eq!(planned.attr("inner").attr("interval"), &s("1h"), "nested default");
+        assert_eq!(planned.attr("inner").attr("uid"), &Value::Unknown, "nested computed on create");
+        let Value::List(items) = planned.attr("items") else { panic!("list") };
+        assert_eq!(items[0].attr("interval"), &s("5m"), "configured value kept");
+        assert_eq!(planned.attr("id"), &Value::Unknown);
+
+        // Prior state as the provider would have stored it.
+        let prior = obj(&[
+            ("name", s("a")),
+            ("inner", obj(&[("key", s("k1")), ("interval", s("1h")), ("uid", s("u1"))])),
+            ("items", Value::List(vec![obj(&[("key", s("x")), ("interval", s("5m")), ("uid", s("u2"))])])),
+            ("id", s("i1")),
+        ]);
+        // Terraform's proposed state keeps prior computed values where config is null.
+        let proposed_same = prior.clone();
+        let (planned, replace) = plan_change(&prior, &proposed_same, &config, &g);
+        assert!(replace.is_empty());
+        assert_eq!(planned, prior, "no change plans the prior state");
+
+        let changed_config = obj(&[
+            ("name", s("a")),
+            ("inner", obj(&[("key", s("k2")), ("interval", Value::Null), ("uid", Value::Null)])),
+            ("items", config.attr("items").clone()),
+            ("id", Value::Null),
+        ]);
+        let mut proposed = prior.clone();
+        if let Value::Map(m) = &mut proposed {
+            m.insert("inner".into(), obj(&[("key", s("k2")), ("interval", s("1h")), ("uid", s("u1"))]));
+        }
+        let (planned, replace) = plan_change(&prior, &proposed, &changed_config, &g);
+        assert_eq!(replace, vec![AttrPath::root("inner").attr("key")]);
+        assert_eq!(planned.attr("id"), &Value::Unknown, "computed id unknown once something changes");
     }
 }
