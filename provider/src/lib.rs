@@ -16,7 +16,9 @@ use secretbridge_shared::terraform::ProviderConfig;
 pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
     let mut builder = ProviderServer::builder::<ProviderConfig>()?;
     if include_test_resources {
-        builder = builder.resource(resources::test_object::TestObjectResource::from_env())?;
+        builder = builder
+            .resource(resources::test_object::TestObjectResource::from_env())?
+            .data_source(resources::test_object::TestObjectDataSource::from_env())?;
     }
     Ok(builder.build())
 }

@@ -250,6 +250,91 @@ impl<R: Resource> DynResource for Registered<R> {
     }
 }
 
+/// A Terraform data source: reads something by its configuration. The
+/// model carries both the arguments and the computed results.
+pub trait DataSource: Send + Sync + 'static {
+    /// The model, deriving serde and schemars with the schema annotations.
+    type Model: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static;
+
+    /// The Terraform type name, e.g. `secretbridge_test_object`.
+    fn type_name(&self) -> &'static str;
+
+    /// Extra validation beyond the schema annotations.
+    fn validate(&self, _config: &Self::Model) -> Diagnostics {
+        Diagnostics::default()
+    }
+
+    /// Reads the data; returns the full model with computed fields set.
+    fn read(&self, ctx: &ProviderContext, config: Self::Model) -> impl Future<Output = Result<Self::Model, Diagnostics>> + Send;
+}
+
+/// A data source with its types erased.
+pub trait DynDataSource: Send + Sync {
+    /// The Terraform type name.
+    fn type_name(&self) -> &'static str;
+    /// The generated schema.
+    fn schema(&self) -> &GeneratedSchema;
+    /// Schema-rule and typed validation of a configuration value.
+    fn validate(&self, config: &Value) -> Diagnostics;
+    /// Reads the data for a configuration.
+    fn read<'a>(&'a self, ctx: Arc<ProviderContext>, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
+}
+
+/// Wraps a [`DataSource`] with its generated schema.
+pub struct RegisteredDataSource<D: DataSource> {
+    source: D,
+    schema: GeneratedSchema,
+}
+
+impl<D: DataSource> RegisteredDataSource<D> {
+    /// Generates `D`'s schema.
+    pub fn new(source: D) -> Result<RegisteredDataSource<D>, super::schema::SchemaError> {
+        let schema = super::schema::generate::<D::Model>(0, SchemaOptions::default())?;
+        Ok(RegisteredDataSource { source, schema })
+    }
+
+    fn typed(&self, v: &Value) -> Result<D::Model, Diagnostics> {
+        serde_json::from_value(super::schema::value_to_model_json(v, &self.schema.rules)).map_err(|e| {
+            Diagnostic::error(
+                format!("Invalid {} configuration", self.source.type_name()),
+                format!("the value does not match the data source model: {e}"),
+            )
+            .into()
+        })
+    }
+}
+
+impl<D: DataSource> DynDataSource for RegisteredDataSource<D> {
+    fn type_name(&self) -> &'static str {
+        self.source.type_name()
+    }
+
+    fn schema(&self) -> &GeneratedSchema {
+        &self.schema
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = validate_rules(config, &self.schema.rules, &AttrPath::default());
+        if !diags.has_errors() && !config.contains_unknown() {
+            match self.typed(config) {
+                Ok(typed) => diags.extend(self.source.validate(&typed)),
+                Err(d) => diags.extend(d),
+            }
+        }
+        diags
+    }
+
+    fn read<'a>(&'a self, ctx: Arc<ProviderContext>, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            let typed = self.typed(&config)?;
+            let model = self.source.read(&ctx, typed).await?;
+            let json = serde_json::to_value(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+            super::schema::model_json_to_value(&json, &self.schema.ty, &self.schema.rules)
+                .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))
+        })
+    }
+}
+
 /// The generic plan: start from Terraform's proposed new state, apply
 /// defaults, mark computed values unknown where they will change, keep
 /// prior values for use-state-for-unknown, and list requires-replace paths.

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::diag::{Diagnostic, Diagnostics};
 use super::proto::tfplugin6 as pb;
 use super::proto::tfplugin6::provider_server::Provider;
-use super::resource::{DynResource, ProviderContext, Registered, Resource, validate_rules};
+use super::resource::{DataSource, DynDataSource, DynResource, ProviderContext, Registered, RegisteredDataSource, Resource, validate_rules};
 use super::schema::{GeneratedSchema, SchemaError, SchemaOptions, generate};
 use super::value::{self, Type, Value};
 
@@ -26,6 +26,7 @@ impl Clone for ProviderServer {
 struct Inner {
     provider_schema: GeneratedSchema,
     resources: BTreeMap<&'static str, Box<dyn DynResource>>,
+    data_sources: BTreeMap<&'static str, Box<dyn DynDataSource>>,
     schema_response: pb::get_provider_schema::Response,
     ctx: RwLock<Arc<ProviderContext>>,
 }
@@ -34,6 +35,7 @@ struct Inner {
 pub struct ProviderBuilder {
     provider_schema: GeneratedSchema,
     resources: BTreeMap<&'static str, Box<dyn DynResource>>,
+    data_sources: BTreeMap<&'static str, Box<dyn DynDataSource>>,
 }
 
 impl ProviderServer {
@@ -41,7 +43,7 @@ impl ProviderServer {
     /// (top-level objects rendered as blocks: `aws { ... }`).
     pub fn builder<C: schemars::JsonSchema>() -> Result<ProviderBuilder, SchemaError> {
         let provider_schema = generate::<C>(0, SchemaOptions { top_level_objects_as_blocks: true })?;
-        Ok(ProviderBuilder { provider_schema, resources: BTreeMap::new() })
+        Ok(ProviderBuilder { provider_schema, resources: BTreeMap::new(), data_sources: BTreeMap::new() })
     }
 
     /// The GetProviderSchema answer (also used for the golden file).
@@ -57,6 +59,10 @@ impl ProviderServer {
             )
             .into()
         })
+    }
+
+    fn data_source(&self, type_name: &str) -> Result<&dyn DynDataSource, Diagnostics> {
+        self.inner.data_sources.get(type_name).map(|d| &**d).ok_or_else(|| unknown_data_source(type_name).into())
     }
 
     fn ctx(&self) -> Arc<ProviderContext> {
@@ -75,12 +81,19 @@ impl ProviderBuilder {
         Ok(self)
     }
 
+    /// Registers a data source (its schema is generated here).
+    pub fn data_source<D: DataSource>(mut self, source: D) -> Result<ProviderBuilder, SchemaError> {
+        let registered = RegisteredDataSource::new(source)?;
+        self.data_sources.insert(registered.type_name(), Box::new(registered));
+        Ok(self)
+    }
+
     /// Finishes the provider.
     pub fn build(self) -> ProviderServer {
         let schema_response = pb::get_provider_schema::Response {
             provider: Some(self.provider_schema.schema.clone()),
             resource_schemas: self.resources.iter().map(|(k, r)| ((*k).to_owned(), r.schema().schema.clone())).collect(),
-            data_source_schemas: Default::default(),
+            data_source_schemas: self.data_sources.iter().map(|(k, d)| ((*k).to_owned(), d.schema().schema.clone())).collect(),
             diagnostics: Vec::new(),
             provider_meta: None,
             server_capabilities: Some(capabilities()),
@@ -90,6 +103,7 @@ impl ProviderBuilder {
             inner: Arc::new(Inner {
                 provider_schema: self.provider_schema,
                 resources: self.resources,
+                data_sources: self.data_sources,
                 schema_response,
                 ctx: RwLock::new(Arc::new(ProviderContext::default())),
             }),
@@ -134,7 +148,12 @@ impl Provider for ProviderServer {
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(capabilities()),
             diagnostics: Vec::new(),
-            data_sources: Vec::new(),
+            data_sources: self
+                .inner
+                .data_sources
+                .keys()
+                .map(|k| pb::get_metadata::DataSourceMetadata { type_name: (*k).to_owned() })
+                .collect(),
             resources: self
                 .inner
                 .resources
@@ -187,9 +206,13 @@ impl Provider for ProviderServer {
         request: Request<pb::validate_data_resource_config::Request>,
     ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
         let req = request.into_inner();
-        Ok(Response::new(pb::validate_data_resource_config::Response {
-            diagnostics: Diagnostics::from(unknown_data_source(&req.type_name)).to_proto(),
-        }))
+        let diags = (|| {
+            let d = self.data_source(&req.type_name)?;
+            let config = decode(req.config.as_ref(), &d.schema().ty)?;
+            Ok::<_, Diagnostics>(d.validate(&config))
+        })()
+        .unwrap_or_else(|d| d);
+        Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics: diags.to_proto() }))
     }
 
     async fn upgrade_resource_state(
@@ -343,9 +366,16 @@ impl Provider for ProviderServer {
 
     async fn read_data_source(&self, request: Request<pb::read_data_source::Request>) -> Result<Response<pb::read_data_source::Response>, Status> {
         let req = request.into_inner();
-        Ok(Response::new(pb::read_data_source::Response {
-            state: None,
-            diagnostics: Diagnostics::from(unknown_data_source(&req.type_name)).to_proto(),
+        let result = async {
+            let d = self.data_source(&req.type_name)?;
+            let config = decode(req.config.as_ref(), &d.schema().ty)?;
+            let state = d.read(self.ctx(), config).await?;
+            encode(&state, &d.schema().ty)
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(state) => pb::read_data_source::Response { state: Some(state), diagnostics: Vec::new() },
+            Err(d) => pb::read_data_source::Response { state: None, diagnostics: d.to_proto() },
         }))
     }
 

@@ -225,3 +225,56 @@ impl Resource for TestObjectResource {
         })
     }
 }
+
+/// Data source model: look a test object up by name.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TestObjectData {
+    /// File name without `.json`.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Content stored in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-computed-only" = true))]
+    pub content: Option<String>,
+    /// Write counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-computed-only" = true))]
+    pub revision: Option<i64>,
+}
+
+/// The test data source (same storage as [`TestObjectResource`]).
+#[derive(Debug, Default, Clone)]
+pub struct TestObjectDataSource {
+    objects: TestObjectResource,
+}
+
+impl TestObjectDataSource {
+    /// Objects in the directory named by `SECRETBRIDGE_TEST_OBJECT_DIR` at call time.
+    pub fn from_env() -> TestObjectDataSource {
+        TestObjectDataSource { objects: TestObjectResource::from_env() }
+    }
+
+    /// Objects in `dir` (in-process tests).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> TestObjectDataSource {
+        TestObjectDataSource { objects: TestObjectResource::in_dir(dir) }
+    }
+}
+
+impl crate::plugin::resource::DataSource for TestObjectDataSource {
+    type Model = TestObjectData;
+
+    fn type_name(&self) -> &'static str {
+        "secretbridge_test_object"
+    }
+
+    async fn read(&self, _: &ProviderContext, config: TestObjectData) -> Result<TestObjectData, Diagnostics> {
+        let found = load(self.objects.file_of(&config.name)?, &config.name).await?.ok_or_else(|| {
+            Diagnostics::from(Diagnostic::attribute_error(
+                AttrPath::root("name"),
+                "Test object not found",
+                format!("no test object named {:?}; create it first or fix the name.", config.name),
+            ))
+        })?;
+        Ok(TestObjectData { name: config.name, content: Some(found.content), revision: found.revision })
+    }
+}

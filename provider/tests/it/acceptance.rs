@@ -169,6 +169,17 @@ fn lifecycle(version: &str) {
     w.ok(&["apply", "-auto-approve", "-no-color", "-input=false"]);
     assert!(w.objects().join("beta.json").exists());
 
+    // A data source reads the object by name.
+    let with_data = format!(
+        "{}\ndata \"secretbridge_test_object\" \"d\" {{\n  name = \"beta\"\n}}\n\noutput \"content\" {{\n  value = data.secretbridge_test_object.d.content\n}}\n",
+        object_config("beta", "v2")
+    );
+    w.write_config(&with_data);
+    w.ok(&["apply", "-auto-approve", "-no-color", "-input=false"]);
+    assert_eq!(w.ok(&["output", "-raw", "content"]), "v2");
+    assert!(!w.plan_has_changes().0);
+    w.write_config(&object_config("beta", "v2"));
+
     if version != "1.0.3" {
         // A write-only value reaches the object but never the state or plan.
         // It does not cause a diff by itself, so the content changes along with it.

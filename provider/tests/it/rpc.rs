@@ -9,7 +9,7 @@ use terraform_provider_secretbridge::plugin::proto::tfplugin6::{
 use terraform_provider_secretbridge::plugin::serve::serve;
 use terraform_provider_secretbridge::plugin::server::ProviderServer;
 use terraform_provider_secretbridge::plugin::value::{Number, Type, Value};
-use terraform_provider_secretbridge::resources::test_object::TestObjectResource;
+use terraform_provider_secretbridge::resources::test_object::{TestObjectDataSource, TestObjectResource};
 use tonic::transport::Channel;
 
 use crate::support::{dv, obj, s, undv};
@@ -29,6 +29,8 @@ async fn start() -> Running {
         .expect("provider schema")
         .resource(TestObjectResource::in_dir(dir.path()))
         .expect("resource schema")
+        .data_source(TestObjectDataSource::in_dir(dir.path()))
+        .expect("data source schema")
         .build();
     let ty = object_type(&provider);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -228,6 +230,43 @@ async fn plan_apply_read_import_lifecycle_over_grpc() {
         .into_inner();
     assert_eq!(undv(read.new_state, &ty), state);
 
+    // The data source reads the same object by name.
+    let data_schema = r
+        .client
+        .get_provider_schema(pb::get_provider_schema::Request {})
+        .await
+        .expect("schema")
+        .into_inner()
+        .data_source_schemas
+        .remove("secretbridge_test_object")
+        .expect("data source schema");
+    let data_ty = block_type(data_schema.block.as_ref().expect("block"));
+    let data_cfg = obj(&[("name", s("alpha"))]);
+    let validated = r
+        .client
+        .validate_data_resource_config(pb::validate_data_resource_config::Request {
+            type_name: "secretbridge_test_object".into(),
+            config: dv(&data_cfg, &data_ty),
+        })
+        .await
+        .expect("validate data")
+        .into_inner();
+    assert!(validated.diagnostics.is_empty(), "{:?}", validated.diagnostics);
+    let data = r
+        .client
+        .read_data_source(pb::read_data_source::Request {
+            type_name: "secretbridge_test_object".into(),
+            config: dv(&data_cfg, &data_ty),
+            ..Default::default()
+        })
+        .await
+        .expect("read data")
+        .into_inner();
+    assert!(data.diagnostics.is_empty(), "{:?}", data.diagnostics);
+    let data = undv(data.state, &data_ty);
+    assert_eq!(data.attr("content"), &s("v1"));
+    assert_eq!(data.attr("revision"), &Value::Number(Number::Int(1)));
+
     // Import by ID gives the same state.
     let imported = r
         .client
@@ -289,6 +328,7 @@ async fn metadata_functions_and_controller_shutdown() {
     let mut r = start().await;
     let meta = r.client.get_metadata(pb::get_metadata::Request {}).await.expect("metadata").into_inner();
     assert_eq!(meta.resources.len(), 1);
+    assert_eq!(meta.data_sources.len(), 1);
     assert!(meta.server_capabilities.expect("caps").get_provider_schema_optional);
     let funcs = r.client.get_functions(pb::get_functions::Request {}).await.expect("functions").into_inner();
     assert!(funcs.functions.is_empty());
