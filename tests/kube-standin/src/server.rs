@@ -729,8 +729,8 @@ fn watch(
         match store.events_since(rv) {
             Ok(events) => {
                 for e in events {
-                    if event_matches(&e, rt, namespace.as_deref(), &opts) {
-                        initial.push((e.kind.to_string(), render_event_object(rt, &e.object)));
+                    if let Some(kind) = event_kind_for_watch(&e, rt, namespace.as_deref(), &opts) {
+                        initial.push((kind.to_string(), render_event_object(rt, &e.object)));
                     }
                 }
             }
@@ -764,8 +764,8 @@ fn watch(
                         continue;
                     }
                     last_rv = event.rv;
-                    if event_matches(&event, &rt, namespace.as_deref(), &opts)
-                        && tx.send(event_line(event.kind, &render_event_object(&rt, &event.object))).await.is_err()
+                    if let Some(kind) = event_kind_for_watch(&event, &rt, namespace.as_deref(), &opts)
+                        && tx.send(event_line(kind, &render_event_object(&rt, &event.object))).await.is_err()
                     {
                         return;
                     }
@@ -804,6 +804,27 @@ fn render_event_object(rt: &ResourceType, object: &Value) -> Value {
     out
 }
 
-fn event_matches(event: &WatchEvent, rt: &ResourceType, namespace: Option<&str>, opts: &ListOptions) -> bool {
-    event.storage.0 == rt.group && event.storage.1 == rt.plural && Store::matches(&event.object, namespace, opts)
+/// The event type a filtered watch sees: like the real watch cache, an update that makes an
+/// object start matching the selectors is ADDED and one that makes it stop matching is DELETED.
+fn event_kind_for_watch(
+    event: &WatchEvent,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    opts: &ListOptions,
+) -> Option<&'static str> {
+    if event.storage.0 != rt.group || event.storage.1 != rt.plural {
+        return None;
+    }
+    let now = Store::matches(&event.object, namespace, opts);
+    let before = event
+        .previous
+        .as_ref()
+        .is_some_and(|p| Store::matches(p, namespace, opts));
+    match (event.kind, before, now) {
+        ("MODIFIED", false, true) => Some("ADDED"),
+        ("MODIFIED", true, false) => Some("DELETED"),
+        ("MODIFIED", false, false) => None,
+        (kind, _, true) => Some(kind),
+        _ => None,
+    }
 }

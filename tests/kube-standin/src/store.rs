@@ -2,7 +2,7 @@
 //! for watches, write-time admission (defaults, validation), deletion, and garbage collection.
 
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -26,6 +26,8 @@ pub struct WatchEvent {
     pub storage: (String, String),
     /// The object after the change (before it, for deletes, with the new resourceVersion).
     pub object: Value,
+    /// The object before the change, for MODIFIED (so selector watches can turn it into ADDED/DELETED).
+    pub previous: Option<Value>,
 }
 
 /// Deletion propagation policy.
@@ -196,10 +198,17 @@ impl Store {
     /// Every served type: built-ins and established CRDs.
     pub fn all_types(&self) -> Vec<ResourceType> {
         let mut out = self.builtins.clone();
-        for (key, crd) in &self.objects {
-            if key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions" {
-                out.extend(types_from_crd(crd));
+        let start: ObjectKey = (
+            "apiextensions.k8s.io".into(),
+            "customresourcedefinitions".into(),
+            String::new(),
+            String::new(),
+        );
+        for (key, crd) in self.objects.range(start..) {
+            if key.0 != "apiextensions.k8s.io" || key.1 != "customresourcedefinitions" {
+                break;
             }
+            out.extend(types_from_crd(crd));
         }
         out
     }
@@ -223,12 +232,13 @@ impl Store {
         out
     }
 
-    fn record(&mut self, kind: &'static str, key: &ObjectKey, object: Value) {
+    fn record(&mut self, kind: &'static str, key: &ObjectKey, object: Value, previous: Option<Value>) {
         let event = Arc::new(WatchEvent {
             rv: self.rv,
             kind,
             storage: (key.0.clone(), key.1.clone()),
             object,
+            previous,
         });
         self.history.push_back(event.clone());
         while self.history.len() > self.history_capacity {
@@ -242,8 +252,8 @@ impl Store {
     fn commit(&mut self, key: ObjectKey, mut object: Value, kind: &'static str) -> Value {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key.clone(), object.clone());
-        self.record(kind, &key, object.clone());
+        let previous = self.objects.insert(key.clone(), object.clone());
+        self.record(kind, &key, object.clone(), previous);
         object
     }
 
@@ -251,7 +261,7 @@ impl Store {
         let mut object = self.objects.remove(key)?;
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.record("DELETED", key, object.clone());
+        self.record("DELETED", key, object.clone(), None);
         Some(object)
     }
 
@@ -761,9 +771,25 @@ impl Store {
     fn collect_once(&mut self) -> bool {
         let types = self.all_types();
         let served: HashSet<(String, String)> = types.iter().map(|t| t.storage_key()).collect();
-        let uids: HashSet<String> = self.objects.values().map(|o| meta_str(o, "uid").to_string()).collect();
-        let keys: Vec<ObjectKey> = self.objects.keys().cloned().collect();
-        for key in keys {
+        let mut uids: HashSet<String> = HashSet::new();
+        let mut dependents_of: HashMap<String, Vec<ObjectKey>> = HashMap::new();
+        let mut candidates: Vec<ObjectKey> = Vec::new();
+        for (key, object) in &self.objects {
+            uids.insert(meta_str(object, "uid").to_string());
+            let refs = object["metadata"]["ownerReferences"].as_array();
+            for r in refs.into_iter().flatten() {
+                if let Some(uid) = r["uid"].as_str() {
+                    dependents_of.entry(uid.to_string()).or_default().push(key.clone());
+                }
+            }
+            let needs_attention = object["metadata"].get("deletionTimestamp").is_some()
+                || refs.is_some_and(|r| !r.is_empty())
+                || !served.contains(&(key.0.clone(), key.1.clone()));
+            if needs_attention {
+                candidates.push(key.clone());
+            }
+        }
+        for key in candidates {
             let Some(object) = self.objects.get(&key).cloned() else {
                 continue;
             };
@@ -777,16 +803,7 @@ impl Store {
             };
             let uid = meta_str(&object, "uid").to_string();
             let deleting = object["metadata"].get("deletionTimestamp").is_some();
-            let dependents: Vec<ObjectKey> = self
-                .objects
-                .iter()
-                .filter(|(_, o)| {
-                    o["metadata"]["ownerReferences"]
-                        .as_array()
-                        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
+            let dependents: Vec<ObjectKey> = dependents_of.get(&uid).cloned().unwrap_or_default();
             let list = finalizers(&object);
             if deleting && list.iter().any(|f| f == "orphan") {
                 for dep in &dependents {
@@ -810,7 +827,10 @@ impl Store {
                 }
                 let mut changed = false;
                 for dep in &dependents {
-                    let dep_deleting = self.objects.get(dep).is_some_and(|d| d["metadata"].get("deletionTimestamp").is_some());
+                    let dep_deleting = self
+                        .objects
+                        .get(dep)
+                        .is_some_and(|d| d["metadata"].get("deletionTimestamp").is_some());
                     if !dep_deleting && let Some(dep_rt) = self.type_for_key(&types, dep) {
                         self.delete_key(dep, &dep_rt, Propagation::Foreground);
                         changed = true;
@@ -821,9 +841,14 @@ impl Store {
                 }
                 continue;
             }
-            // Namespaces: delete their content, then drop the `kubernetes` finalizer.
+            // Namespaces: delete their content, then the namespace itself.
             if deleting && rt.kind == "Namespace" && rt.group.is_empty() {
-                let content: Vec<ObjectKey> = self.objects.keys().filter(|k| !k.2.is_empty() && k.2 == key.3).cloned().collect();
+                let content: Vec<ObjectKey> = self
+                    .objects
+                    .keys()
+                    .filter(|k| !k.2.is_empty() && k.2 == key.3)
+                    .cloned()
+                    .collect();
                 if content.is_empty() {
                     if list.is_empty() {
                         self.erase(&key);
@@ -833,7 +858,10 @@ impl Store {
                 }
                 let mut changed = false;
                 for k in content {
-                    let pending = self.objects.get(&k).is_some_and(|d| d["metadata"].get("deletionTimestamp").is_some());
+                    let pending = self
+                        .objects
+                        .get(&k)
+                        .is_some_and(|d| d["metadata"].get("deletionTimestamp").is_some());
                     if !pending && let Some(t) = self.type_for_key(&types, &k) {
                         self.delete_key(&k, &t, Propagation::Background);
                         changed = true;
@@ -847,7 +875,9 @@ impl Store {
             // Background collection: every owner is gone.
             if let Some(refs) = object["metadata"]["ownerReferences"].as_array()
                 && !refs.is_empty()
-                && refs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
+                && refs
+                    .iter()
+                    .all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
                 && !deleting
             {
                 self.delete_key(&key, &rt, Propagation::Background);

@@ -112,3 +112,48 @@ async fn creating_in_a_missing_namespace_is_not_found() {
     assert_eq!(err.message, "namespaces \"does-not-exist-4f2a\" not found");
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_content_and_then_itself() {
+    let mut cluster = kube_standin::testing::Cluster::from_env_or_start().await.unwrap();
+    let ns = cluster.create_namespace("nsdel").await.unwrap();
+    let client = cluster.client();
+    create_secret(&client, &ns, json!({"metadata": {"name": "inside"}})).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let got = namespaces.get(&ns).await.unwrap();
+    assert_eq!(got.status.and_then(|s| s.phase).as_deref(), Some("Active"));
+    assert_eq!(got.metadata.labels.unwrap()["kubernetes.io/metadata.name"], ns);
+    namespaces.delete(&ns, &Default::default()).await.unwrap();
+    eventually("namespace to disappear", || {
+        let namespaces = namespaces.clone();
+        let ns = ns.clone();
+        async move { matches!(namespaces.get(&ns).await, Err(kube::Error::Api(e)) if e.code == 404).then_some(()) }
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    assert_eq!(api_error(secrets.get("inside").await).code, 404);
+}
+
+/// Stand-in only: fault tests stop and restart the server on the same port, keeping state.
+#[tokio::test]
+async fn the_standin_restarts_on_the_same_port_with_its_state() {
+    let mut cluster = kube_standin::testing::Cluster::from_env_or_start().await.unwrap();
+    if cluster.is_real() {
+        return;
+    }
+    let ns = cluster.create_namespace("restart").await.unwrap();
+    let client = cluster.client();
+    create_secret(&client, &ns, json!({"metadata": {"name": "kept"}})).await;
+    let standin = cluster.standin_mut().unwrap();
+    let url = standin.url();
+    standin.stop();
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    assert!(api.get("kept").await.is_err(), "a stopped stand-in does not answer");
+    standin.restart().await.unwrap();
+    assert_eq!(standin.url(), url);
+    eventually("the restarted stand-in to answer", || {
+        let api = api.clone();
+        async move { api.get("kept").await.ok() }
+    })
+    .await;
+}

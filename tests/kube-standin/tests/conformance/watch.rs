@@ -104,3 +104,34 @@ async fn streaming_list_ends_initial_events_with_a_bookmark() {
     assert!(added.contains(&"one".to_string()), "{added:?}");
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_label_selected_watch_sees_objects_enter_and_leave_the_selection() {
+    let (mut cluster, ns) = cluster_with_namespace("watchsel").await;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client(), &ns);
+    let created = api.create(&PostParams::default(), &cm("sel", "1")).await.unwrap();
+    let from = created.metadata.resource_version.clone().unwrap();
+    let label = |on: bool| json!({"metadata": {"labels": {"picked": if on { "yes" } else { "no" }}}});
+    api.patch("sel", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(label(true))).await.unwrap();
+    api.patch("sel", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(label(false))).await.unwrap();
+
+    let stream = api.watch(&WatchParams::default().labels("picked=yes").timeout(30), &from).await.unwrap();
+    let mut stream = stream.boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.try_next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .expect("stream open");
+        match event {
+            WatchEvent::Added(o) => seen.push(format!("ADDED {}", o.metadata.name.unwrap())),
+            WatchEvent::Modified(o) => seen.push(format!("MODIFIED {}", o.metadata.name.unwrap())),
+            WatchEvent::Deleted(o) => seen.push(format!("DELETED {}", o.metadata.name.unwrap())),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        }
+    }
+    assert_eq!(seen, ["ADDED sel", "DELETED sel"]);
+    cluster.cleanup().await;
+}
