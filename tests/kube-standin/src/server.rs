@@ -235,6 +235,16 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 "platform": "linux/amd64",
             })));
         }
+        ["api"] | ["apis"] if wants_aggregated_discovery(&req) => {
+            non_resource(&path)?;
+            let types = shared.store().all_types();
+            let mut response = json_response(200, &aggregated_discovery(&types, segs == ["api"]));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(AGGREGATED_DISCOVERY_V2),
+            );
+            return Ok(response);
+        }
         ["api"] => {
             non_resource(&path)?;
             return Ok(json_response(200, &json!({
@@ -543,6 +553,79 @@ fn resource_list(group: &str, version: &str, types: &[ResourceType]) -> Value {
         .collect();
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+/// The media type of aggregated discovery (apidiscovery.k8s.io/v2), stable since Kubernetes 1.30.
+const AGGREGATED_DISCOVERY_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the client's Accept header asks for aggregated discovery v2.
+fn wants_aggregated_discovery(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| {
+            let params: Vec<&str> = media.split(';').map(str::trim).collect();
+            params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&"v=v2")
+                && params.contains(&"as=APIGroupDiscoveryList")
+        })
+}
+
+/// The aggregated discovery document of the core group (`/api`) or the named groups (`/apis`).
+fn aggregated_discovery(types: &[ResourceType], core: bool) -> Value {
+    // (group, [(version, [resource])]), in the order types are served.
+    type Versions = Vec<(String, Vec<Value>)>;
+    let mut groups: Vec<(String, Versions)> = Vec::new();
+    for t in types.iter().filter(|t| t.group.is_empty() == core) {
+        let kind = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        let mut subresources = Vec::new();
+        if t.status_subresource {
+            subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+        }
+        for (sub, sub_kind, verbs) in &t.extra_subresources {
+            let group = if *sub_kind == "TokenRequest" { "authentication.k8s.io" } else { "" };
+            subresources.push(json!({
+                "subresource": sub,
+                "responseKind": {"group": group, "version": "v1", "kind": sub_kind},
+                "verbs": verbs,
+            }));
+        }
+        let resource = json!({
+            "resource": t.plural,
+            "responseKind": kind,
+            "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": t.singular,
+            "verbs": t.verbs,
+            "shortNames": t.short_names,
+            "subresources": subresources,
+        });
+        let group = match groups.iter_mut().find(|(g, _)| *g == t.group) {
+            Some(g) => g,
+            None => {
+                groups.push((t.group.clone(), Vec::new()));
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        match group.1.iter_mut().find(|(v, _)| *v == t.version) {
+            Some((_, resources)) => resources.push(resource),
+            None => group.1.push((t.version.clone(), vec![resource])),
+        }
+    }
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|(name, versions)| {
+            let versions: Vec<Value> = versions
+                .into_iter()
+                .map(|(version, resources)| json!({"version": version, "resources": resources, "freshness": "Current"}))
+                .collect();
+            let metadata = if core { json!({"creationTimestamp": null}) } else { json!({"name": name, "creationTimestamp": null}) };
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
 /// The OpenAPI v3 index: one document per group version.

@@ -50,3 +50,26 @@ async fn discovery_lists_core_and_group_resources() {
         assert!(found.iter().any(|f| f == expected), "{expected} missing from {found:?}");
     }
 }
+
+#[tokio::test]
+async fn aggregated_discovery_serves_the_same_resources() {
+    let (mut cluster, _ns) = cluster_with_namespace("aggdisc").await;
+    crate::crd::install_widgets(&cluster).await;
+    let discovery = kube::Discovery::new(cluster.client()).run_aggregated().await.unwrap();
+    let mut found = Vec::new();
+    for group in discovery.groups() {
+        for (resource, caps) in group.recommended_resources() {
+            found.push((format!("{}/{}", resource.group, resource.plural), caps.scope.clone()));
+        }
+    }
+    let scope_of = |name: &str| found.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+    assert_eq!(scope_of("/secrets"), Some(kube::discovery::Scope::Namespaced));
+    assert_eq!(scope_of("/namespaces"), Some(kube::discovery::Scope::Cluster));
+    assert_eq!(scope_of("standin.test/widgets"), Some(kube::discovery::Scope::Namespaced));
+    assert_eq!(scope_of("coordination.k8s.io/leases"), Some(kube::discovery::Scope::Namespaced));
+    let (_, caps) = discovery
+        .resolve_gvk(&kube::core::GroupVersionKind::gvk("standin.test", "v1", "Widget"))
+        .unwrap();
+    assert!(caps.subresources.iter().any(|(r, _)| r.plural == "status" || r.plural.ends_with("/status")), "{:?}", caps.subresources);
+    cluster.cleanup().await;
+}
