@@ -18,7 +18,8 @@ pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaEr
     if include_test_resources {
         builder = builder
             .resource(resources::test_object::TestObjectResource::from_env())?
-            .data_source(resources::test_object::TestObjectDataSource::from_env())?;
+            .data_source(resources::test_object::TestObjectDataSource::from_env())?
+            .ephemeral(resources::test_object::TestTokenEphemeral)?;
     }
     Ok(builder.build())
 }

@@ -335,6 +335,71 @@ impl<D: DataSource> DynDataSource for RegisteredDataSource<D> {
     }
 }
 
+/// A Terraform ephemeral resource (Terraform 1.10+): produces values, such
+/// as short-lived tokens, that are never stored in plan or state. Older
+/// Terraform versions never see them (they skip the schema field).
+pub trait EphemeralResource: Send + Sync + 'static {
+    /// The model: arguments and results.
+    type Model: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static;
+
+    /// The Terraform type name.
+    fn type_name(&self) -> &'static str;
+
+    /// Opens the resource: returns the full model with results set.
+    fn open(&self, ctx: &ProviderContext, config: Self::Model) -> impl Future<Output = Result<Self::Model, Diagnostics>> + Send;
+}
+
+/// An ephemeral resource with its types erased.
+pub trait DynEphemeral: Send + Sync {
+    /// The Terraform type name.
+    fn type_name(&self) -> &'static str;
+    /// The generated schema.
+    fn schema(&self) -> &GeneratedSchema;
+    /// Schema-rule validation of a configuration value.
+    fn validate(&self, config: &Value) -> Diagnostics;
+    /// Opens it for a configuration.
+    fn open<'a>(&'a self, ctx: Arc<ProviderContext>, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
+}
+
+/// Wraps an [`EphemeralResource`] with its generated schema.
+pub struct RegisteredEphemeral<E: EphemeralResource> {
+    inner: E,
+    schema: GeneratedSchema,
+}
+
+impl<E: EphemeralResource> RegisteredEphemeral<E> {
+    /// Generates `E`'s schema.
+    pub fn new(inner: E) -> Result<RegisteredEphemeral<E>, super::schema::SchemaError> {
+        let schema = super::schema::generate::<E::Model>(0, SchemaOptions::default())?;
+        Ok(RegisteredEphemeral { inner, schema })
+    }
+}
+
+impl<E: EphemeralResource> DynEphemeral for RegisteredEphemeral<E> {
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    fn schema(&self) -> &GeneratedSchema {
+        &self.schema
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate_rules(config, &self.schema.rules, &AttrPath::default())
+    }
+
+    fn open<'a>(&'a self, ctx: Arc<ProviderContext>, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            let typed: E::Model = serde_json::from_value(super::schema::value_to_model_json(&config, &self.schema.rules))
+                .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+            let model = self.inner.open(&ctx, typed).await?;
+            let json = serde_json::to_value(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+            super::schema::model_json_to_value(&json, &self.schema.ty, &self.schema.rules)
+                .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))
+        })
+    }
+}
+
 /// The generic plan: start from Terraform's proposed new state, apply
 /// defaults, mark computed values unknown where they will change, keep
 /// prior values for use-state-for-unknown, and list requires-replace paths.

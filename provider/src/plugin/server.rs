@@ -8,7 +8,10 @@ use tonic::{Request, Response, Status};
 use super::diag::{Diagnostic, Diagnostics};
 use super::proto::tfplugin6 as pb;
 use super::proto::tfplugin6::provider_server::Provider;
-use super::resource::{DataSource, DynDataSource, DynResource, ProviderContext, Registered, RegisteredDataSource, Resource, validate_rules};
+use super::resource::{
+    DataSource, DynDataSource, DynEphemeral, DynResource, EphemeralResource, ProviderContext, Registered, RegisteredDataSource,
+    RegisteredEphemeral, Resource, validate_rules,
+};
 use super::schema::{GeneratedSchema, SchemaError, SchemaOptions, generate};
 use super::value::{self, Type, Value};
 
@@ -27,6 +30,7 @@ struct Inner {
     provider_schema: GeneratedSchema,
     resources: BTreeMap<&'static str, Box<dyn DynResource>>,
     data_sources: BTreeMap<&'static str, Box<dyn DynDataSource>>,
+    ephemerals: BTreeMap<&'static str, Box<dyn DynEphemeral>>,
     schema_response: pb::get_provider_schema::Response,
     ctx: RwLock<Arc<ProviderContext>>,
 }
@@ -36,6 +40,7 @@ pub struct ProviderBuilder {
     provider_schema: GeneratedSchema,
     resources: BTreeMap<&'static str, Box<dyn DynResource>>,
     data_sources: BTreeMap<&'static str, Box<dyn DynDataSource>>,
+    ephemerals: BTreeMap<&'static str, Box<dyn DynEphemeral>>,
 }
 
 impl ProviderServer {
@@ -43,7 +48,7 @@ impl ProviderServer {
     /// (top-level objects rendered as blocks: `aws { ... }`).
     pub fn builder<C: schemars::JsonSchema>() -> Result<ProviderBuilder, SchemaError> {
         let provider_schema = generate::<C>(0, SchemaOptions { top_level_objects_as_blocks: true })?;
-        Ok(ProviderBuilder { provider_schema, resources: BTreeMap::new(), data_sources: BTreeMap::new() })
+        Ok(ProviderBuilder { provider_schema, resources: BTreeMap::new(), data_sources: BTreeMap::new(), ephemerals: BTreeMap::new() })
     }
 
     /// The GetProviderSchema answer (also used for the golden file).
@@ -63,6 +68,16 @@ impl ProviderServer {
 
     fn data_source(&self, type_name: &str) -> Result<&dyn DynDataSource, Diagnostics> {
         self.inner.data_sources.get(type_name).map(|d| &**d).ok_or_else(|| unknown_data_source(type_name).into())
+    }
+
+    fn ephemeral(&self, type_name: &str) -> Result<&dyn DynEphemeral, Diagnostics> {
+        self.inner.ephemerals.get(type_name).map(|e| &**e).ok_or_else(|| {
+            Diagnostic::error(
+                "Unknown ephemeral resource type",
+                format!("this provider has no ephemeral resource {type_name:?}; check the name against the provider documentation."),
+            )
+            .into()
+        })
     }
 
     fn ctx(&self) -> Arc<ProviderContext> {
@@ -88,6 +103,13 @@ impl ProviderBuilder {
         Ok(self)
     }
 
+    /// Registers an ephemeral resource (Terraform 1.10+ only sees it).
+    pub fn ephemeral<E: EphemeralResource>(mut self, ephemeral: E) -> Result<ProviderBuilder, SchemaError> {
+        let registered = RegisteredEphemeral::new(ephemeral)?;
+        self.ephemerals.insert(registered.type_name(), Box::new(registered));
+        Ok(self)
+    }
+
     /// Finishes the provider.
     pub fn build(self) -> ProviderServer {
         let schema_response = pb::get_provider_schema::Response {
@@ -98,12 +120,14 @@ impl ProviderBuilder {
             provider_meta: None,
             server_capabilities: Some(capabilities()),
             functions: Default::default(),
+            ephemeral_resource_schemas: self.ephemerals.iter().map(|(k, e)| ((*k).to_owned(), e.schema().schema.clone())).collect(),
         };
         ProviderServer {
             inner: Arc::new(Inner {
                 provider_schema: self.provider_schema,
                 resources: self.resources,
                 data_sources: self.data_sources,
+                ephemerals: self.ephemerals,
                 schema_response,
                 ctx: RwLock::new(Arc::new(ProviderContext::default())),
             }),
@@ -159,6 +183,12 @@ impl Provider for ProviderServer {
                 .resources
                 .keys()
                 .map(|k| pb::get_metadata::ResourceMetadata { type_name: (*k).to_owned() })
+                .collect(),
+            ephemeral_resources: self
+                .inner
+                .ephemerals
+                .keys()
+                .map(|k| pb::get_metadata::EphemeralMetadata { type_name: (*k).to_owned() })
                 .collect(),
         }))
     }
@@ -381,6 +411,54 @@ impl Provider for ProviderServer {
 
     async fn get_functions(&self, _: Request<pb::get_functions::Request>) -> Result<Response<pb::get_functions::Response>, Status> {
         Ok(Response::new(pb::get_functions::Response::default()))
+    }
+
+    async fn validate_ephemeral_resource_config(
+        &self,
+        request: Request<pb::validate_ephemeral_resource_config::Request>,
+    ) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
+        let req = request.into_inner();
+        let diags = (|| {
+            let e = self.ephemeral(&req.type_name)?;
+            let config = decode(req.config.as_ref(), &e.schema().ty)?;
+            Ok::<_, Diagnostics>(e.validate(&config))
+        })()
+        .unwrap_or_else(|d| d);
+        Ok(Response::new(pb::validate_ephemeral_resource_config::Response { diagnostics: diags.to_proto() }))
+    }
+
+    async fn open_ephemeral_resource(
+        &self,
+        request: Request<pb::open_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::open_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        let result = async {
+            let e = self.ephemeral(&req.type_name)?;
+            let config = decode(req.config.as_ref(), &e.schema().ty)?;
+            let opened = e.open(self.ctx(), config).await?;
+            encode(&opened, &e.schema().ty)
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(value) => pb::open_ephemeral_resource::Response { diagnostics: Vec::new(), result: Some(value), private: None },
+            Err(d) => pb::open_ephemeral_resource::Response { diagnostics: d.to_proto(), result: None, private: None },
+        }))
+    }
+
+    async fn renew_ephemeral_resource(
+        &self,
+        _: Request<pb::renew_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::renew_ephemeral_resource::Response>, Status> {
+        // We never set renew_at, so Terraform has nothing to renew.
+        Ok(Response::new(pb::renew_ephemeral_resource::Response::default()))
+    }
+
+    async fn close_ephemeral_resource(
+        &self,
+        _: Request<pb::close_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::close_ephemeral_resource::Response>, Status> {
+        // Nothing is held open between Open and Close.
+        Ok(Response::new(pb::close_ephemeral_resource::Response::default()))
     }
 
     async fn stop_provider(&self, _: Request<pb::stop_provider::Request>) -> Result<Response<pb::stop_provider::Response>, Status> {

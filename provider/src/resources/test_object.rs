@@ -278,3 +278,33 @@ impl crate::plugin::resource::DataSource for TestObjectDataSource {
         Ok(TestObjectData { name: config.name, content: Some(found.content), revision: found.revision })
     }
 }
+
+/// Ephemeral test token: a value that must never reach plan or state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TestToken {
+    /// Prefix of the generated token.
+    #[schemars(length(min = 1))]
+    pub prefix: String,
+    /// The generated token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-computed-only" = true, "x-terraform-sensitive" = true))]
+    pub token: Option<String>,
+}
+
+/// `secretbridge_test_token`, the test ephemeral resource.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TestTokenEphemeral;
+
+impl crate::plugin::resource::EphemeralResource for TestTokenEphemeral {
+    type Model = TestToken;
+
+    fn type_name(&self) -> &'static str {
+        "secretbridge_test_token"
+    }
+
+    async fn open(&self, _: &ProviderContext, config: TestToken) -> Result<TestToken, Diagnostics> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let token = format!("{}-{:x}-{}", config.prefix, nanos, std::process::id());
+        Ok(TestToken { token: Some(token), ..config })
+    }
+}

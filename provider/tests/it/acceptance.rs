@@ -194,6 +194,21 @@ fn lifecycle(version: &str) {
         // Dropping a write-only value is no change either.
         w.write_config(&object_config("beta", "v3"));
         assert!(!w.plan_has_changes().0);
+
+        // An ephemeral resource's value feeds a write-only attribute and is
+        // stored nowhere by Terraform.
+        let with_ephemeral = format!(
+            "ephemeral \"secretbridge_test_token\" \"t\" {{\n  prefix = \"eph\"\n}}\n\n{}",
+            object_config("beta", "v4").replace("content =", "token_wo = ephemeral.secretbridge_test_token.t.token\n  content =")
+        );
+        w.write_config(&with_ephemeral);
+        w.ok(&["apply", "-auto-approve", "-no-color", "-input=false"]);
+        let token = stored(&w, "beta")["token"].as_str().expect("token stored").to_owned();
+        assert!(token.starts_with("eph-"), "{token}");
+        let tfstate = std::fs::read_to_string(w.work().join("terraform.tfstate")).expect("state file");
+        assert!(!tfstate.contains(&token), "ephemeral value in terraform.tfstate");
+        w.write_config(&object_config("beta", "v4"));
+        assert!(!w.plan_has_changes().0);
     } else {
         // Terraform 1.0.3 cannot keep write-only values out of state: refused with the attribute named.
         let with_token = object_config("beta", "v2").replace("content =", "token_wo = \"tok\"\n  content =");
