@@ -344,3 +344,33 @@ async fn metadata_functions_and_controller_shutdown() {
     // The server task ends by itself once asked to shut down.
     tokio::time::timeout(Duration::from_secs(60), &mut r.server).await.expect("server stops").expect("no panic");
 }
+
+#[tokio::test]
+async fn provider_config_is_validated_with_paths_and_configured() {
+    let mut r = start().await;
+    let schema = r.client.get_provider_schema(pb::get_provider_schema::Request {}).await.expect("schema").into_inner();
+    let provider_ty = block_type(schema.provider.expect("provider").block.as_ref().expect("block"));
+    let bad = obj(&[("aws", obj(&[("region", s(""))]))]);
+    let resp = r
+        .client
+        .validate_provider_config(pb::validate_provider_config::Request { config: dv(&bad, &provider_ty) })
+        .await
+        .expect("validate")
+        .into_inner();
+    assert_eq!(resp.diagnostics.len(), 1, "{:?}", resp.diagnostics);
+    assert_eq!(attr_path_names(resp.diagnostics[0].attribute.as_ref().expect("path")), ["aws", "region"]);
+
+    let good = obj(&[("aws", obj(&[("region", s("eu-west-1")), ("endpoint", s("http://127.0.0.1:1"))]))]);
+    let resp = r
+        .client
+        .configure_provider(pb::configure_provider::Request {
+            terraform_version: "1.15.5".into(),
+            config: dv(&good, &provider_ty),
+            client_capabilities: None,
+        })
+        .await
+        .expect("configure")
+        .into_inner();
+    assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
+    r.server.abort();
+}
