@@ -9,6 +9,7 @@ mod crd;
 mod crud;
 mod delete;
 mod deploy_crds;
+mod deploy_rbac;
 mod discovery;
 mod patch;
 mod rbac;
