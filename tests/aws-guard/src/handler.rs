@@ -24,8 +24,11 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn request_id() -> String {
+    // UUID-shaped and unique per process, like AWS request ids.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{:08x}-guard-{:016x}", (nanos >> 64) as u32, nanos as u64)
+    format!("{:08x}-{:04x}-4000-8000-{:012x}", (nanos >> 20) as u32, n & 0xffff, (nanos as u64) & 0xffff_ffff_ffff)
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>, extra: &[(&str, &str)]) -> Response<Body> {
@@ -103,6 +106,10 @@ pub(crate) async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> R
         }
         if let Some(action) = params.get("Action") {
             state.count_call(action);
+            let is_iam = sigv4_service(&parts.headers).as_deref() == Some("iam");
+            if is_iam && !action.starts_with("Get") && !action.starts_with("List") {
+                state.forget_policies();
+            }
         }
         if params.get("Action").map(String::as_str) == Some("AssumeRoleWithWebIdentity") {
             return Ok(assume_role_with_web_identity(&state, parts, params, body).await);
@@ -427,12 +434,19 @@ fn sigv4_caller(headers: &HeaderMap) -> Option<(String, String)> {
     Some((access_key, region))
 }
 
+/// The service name in a SigV4 `Authorization` header's credential scope.
+fn sigv4_service(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split(['\u{20}', ',']).find_map(|part| part.trim().strip_prefix("Credential="))?;
+    credential.split('/').nth(3).map(str::to_string)
+}
+
 /// Who is calling and with which policies, for one data call.
 struct Caller {
     session: Session,
     account: String,
     region: String,
-    policies: Vec<PolicyDocument>,
+    policies: Arc<Vec<PolicyDocument>>,
 }
 
 impl Caller {
@@ -446,7 +460,7 @@ impl Caller {
             federated_principal: None,
             context,
         };
-        evaluate(&self.policies, &req)
+        evaluate(self.policies.iter(), &req)
     }
 
     /// `Err(AccessDeniedException message)` unless allowed.
@@ -549,7 +563,7 @@ async fn authorize_data_call(state: &State, session: &Session, region: String, o
         return Outcome::Forward(body.clone());
     };
     let account = session.role_arn.split(':').nth(4).unwrap_or_default().to_string();
-    let policies = match state.backend.identity_policies(role_name(&session.role_arn)).await {
+    let policies = match state.identity_policies(role_name(&session.role_arn)).await {
         Ok(p) => p,
         Err(err) => return internal(err),
     };

@@ -154,6 +154,53 @@ async fn secret_with_a_customer_key_needs_kms_decrypt() {
 }
 
 #[tokio::test]
+async fn batch_by_filter_withholds_values_the_role_may_not_read() {
+    let policy = json!({"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"secretsmanager:GetSecretValue",
+         "Resource": format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:team/db-*")},
+        {"Effect":"Allow","Action":["secretsmanager:BatchGetSecretValue","secretsmanager:ListSecrets"],"Resource":"*"}]});
+    let (world, config) = world_with_role(policy).await;
+    world.admin_secrets().create_secret().name("team/db").secret_string("pw").send().await.unwrap();
+    world.admin_secrets().create_secret().name("team/root").secret_string("root").send().await.unwrap();
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let filter = aws_sdk_secretsmanager::types::Filter::builder()
+        .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+        .values("team/")
+        .build();
+    let batch = sm.batch_get_secret_value().filters(filter).send().await.expect("batch with filters allowed");
+    let names: Vec<_> = batch.secret_values().iter().filter_map(|v| v.name()).collect();
+    assert_eq!(names, vec!["team/db"]);
+    assert_eq!(batch.errors().len(), 1);
+    assert!(batch.errors()[0].secret_id().unwrap_or_default().contains(":secret:team/root-"));
+}
+
+#[tokio::test]
+async fn policy_cache_is_dropped_by_iam_writes_through_the_guard() {
+    let world = World::start_with(|mut options| {
+        options.policy_cache_ttl = Some(std::time::Duration::from_secs(3600));
+        options
+    })
+    .await;
+    world.register_issuer(&[AUDIENCE]).await;
+    let only_a = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:GetParameter","Resource": parameter_arn("/app/a")}]});
+    let role_arn = world.irsa_role("reader", SA, Some(only_a)).await;
+    for name in ["/app/a", "/app/b"] {
+        world.admin_ssm().put_parameter().name(name).value("v").r#type(ParameterType::String).send().await.unwrap();
+    }
+    let ssm = aws_sdk_ssm::Client::new(&world.web_identity_config(&role_arn, &world.issuer.token("app", "reader")));
+    ssm.get_parameter().name("/app/a").send().await.expect("A granted");
+    ssm.get_parameter().name("/app/b").send().await.expect_err("B not granted");
+
+    let a_and_b = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:GetParameter","Resource": parameter_arn("/app/*")}]});
+    // Written straight into moto: the guard cannot know, so the cached policy still applies.
+    world.iam_direct().put_role_policy().role_name("reader").policy_name("reader-read").policy_document(a_and_b.to_string()).send().await.unwrap();
+    ssm.get_parameter().name("/app/b").send().await.expect_err("cached policy still denies B");
+    // Any IAM write through the guard drops the cache.
+    world.iam().put_role_policy().role_name("reader").policy_name("reader-read").policy_document(a_and_b.to_string()).send().await.unwrap();
+    ssm.get_parameter().name("/app/b").send().await.expect("fresh policy grants B");
+}
+
+#[tokio::test]
 async fn static_credentials_pass_through_as_moto_admin() {
     let world = World::start().await;
     world.admin_ssm().put_parameter().name("/any").value("v").r#type(ParameterType::String).send().await.unwrap();

@@ -200,10 +200,14 @@ pub struct World {
 
 impl World {
     pub async fn start() -> World {
+        World::start_with(|options| options).await
+    }
+
+    /// Like [`World::start`], with the guard's options adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(Options) -> Options) -> World {
         let (moto, issuer) = tokio::join!(Moto::start(), TestIssuer::start());
-        let guard = AwsGuard::start(Options::new(moto.endpoint.clone()).with_extra_ca_pem(issuer.ca_pem.clone()))
-            .await
-            .unwrap();
+        let options = adjust(Options::new(moto.endpoint.clone()).with_extra_ca_pem(issuer.ca_pem.clone()));
+        let guard = AwsGuard::start(options).await.unwrap();
         World { _moto: moto, issuer, guard, dir: tempfile::tempdir().unwrap() }
     }
 
@@ -216,6 +220,12 @@ impl World {
             .credentials_provider(SharedCredentialsProvider::new(Credentials::new("testing", "testing", None, None, "test")))
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build()
+    }
+
+    /// IAM straight at moto, bypassing the guard (as a test seeding moto directly would).
+    pub fn iam_direct(&self) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::config::Builder::from(&self.admin_config()).endpoint_url(&self._moto.endpoint).build();
+        aws_sdk_iam::Client::from_conf(conf)
     }
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
