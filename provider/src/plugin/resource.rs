@@ -2,6 +2,30 @@
 //! generic machinery around it: typed values through serde, plan modifiers
 //! (defaults, requires-replace, use-state-for-unknown), validation with
 //! attribute paths, import, read with drift, and state upgrades.
+//!
+//! A resource is one file under `src/resources/`: a model type from
+//! `secretbridge_shared::terraform` (serde + schemars, annotated with the
+//! `x-terraform-*` keys) and an `impl Resource`, registered in
+//! [`crate::provider`]:
+//!
+//! ```rust,ignore
+//! pub struct SecretStore;
+//! impl Resource for SecretStore {
+//!     type State = secretbridge_shared::terraform::SecretStoreResource;
+//!     fn type_name(&self) -> &'static str { "secretbridge_secret_store" }
+//!     async fn create(&self, ctx: &ProviderContext, planned: Self::State) -> Result<Self::State, Diagnostics> {
+//!         let config: ProviderConfig = ctx.config()?;
+//!         // ... talk to the API, fill computed fields, return the new state
+//!     }
+//!     // read (None = gone, Terraform re-creates), update, delete, import
+//! }
+//! // lib.rs: builder.resource(resources::secret_store::SecretStore)?
+//! ```
+//!
+//! Computed fields are `Option`s: `None` in configuration and while
+//! unknown in a plan. Errors are [`Diagnostics`]; use
+//! [`Diagnostic::attribute_error`] with an [`AttrPath`] so Terraform points
+//! at the file and line.
 
 use std::future::Future;
 use std::pin::Pin;
