@@ -4,5 +4,6 @@
 mod common;
 mod drongo;
 mod iam_admin;
+mod kube_issuer;
 mod secret_manager;
 mod workload_identity;
