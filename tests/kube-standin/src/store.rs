@@ -552,8 +552,14 @@ impl Store {
         let live = self.get(rt, ns, name).ok();
         let include_status = subresource == "status" || !rt.status_subresource;
         let mut config = config;
-        if !include_status && let Some(m) = config.as_object_mut() {
-            m.remove("status");
+        if let Some(m) = config.as_object_mut() {
+            if !include_status {
+                m.remove("status");
+            }
+            // An apply to /status manages status only; other fields are reset like the real server.
+            if subresource == "status" {
+                m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+            }
         }
         let outcome = patch::apply(
             live.as_ref(),

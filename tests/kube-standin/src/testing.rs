@@ -120,6 +120,29 @@ impl Cluster {
         Ok(crate::client_from_kubeconfig(&self.kubeconfig_path, Some(token)).await?)
     }
 
+    /// A TokenRequest token for a ServiceAccount (empty `audiences`: the API server's own).
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+        expiration_seconds: i64,
+    ) -> Result<String, ClusterError> {
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request: k8s_openapi::api::authentication::v1::TokenRequest = serde_json::from_value(json!({
+            "spec": {"audiences": audiences, "expirationSeconds": expiration_seconds}
+        }))
+        .map_err(|e| ClusterError::Api { action: "building a TokenRequest".into(), source: kube::Error::SerdeError(e) })?;
+        let response = api
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|source| ClusterError::Api {
+                action: format!("requesting a token for serviceaccount {namespace}/{name}"),
+                source,
+            })?;
+        Ok(response.status.and_then(|s| s.token).unwrap_or_default())
+    }
+
     /// The service-account issuer, read from the cluster's OIDC discovery document.
     pub async fn issuer(&self) -> Result<String, ClusterError> {
         let doc = self.get_raw("/.well-known/openid-configuration").await?;

@@ -129,5 +129,28 @@ async fn status_subresource_and_generation() {
     let after_sneaky = api.patch_status("g", &PatchParams::default(), &Patch::Merge(&sneaky)).await.unwrap();
     assert_eq!(after_sneaky.data["spec"]["size"], 5);
     assert_eq!(after_sneaky.metadata.generation, Some(2));
+
+    // Server-side apply to /status manages status only.
+    let status_apply = json!({"apiVersion": "standin.test/v1", "kind": "Widget", "metadata": {"name": "g"},
+        "spec": {"size": 7}, "status": {"phase": "Applied"}});
+    // The earlier merge patches own .status.phase, so an unforced apply of another value conflicts.
+    let conflict = api_error(api.patch_status("g", &PatchParams::apply("status-writer"), &Patch::Apply(&status_apply)).await);
+    assert_eq!(conflict.code, 409);
+    assert!(conflict.message.ends_with(": .status.phase"), "{}", conflict.message);
+    let applied = api
+        .patch_status("g", &PatchParams::apply("status-writer").force(), &Patch::Apply(&status_apply))
+        .await
+        .unwrap();
+    assert_eq!(applied.data["status"]["phase"], "Applied");
+    assert_eq!(applied.data["spec"]["size"], 5);
+    let entry = applied
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("status-writer"))
+        .expect("status-writer entry");
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    assert_eq!(entry.operation.as_deref(), Some("Apply"));
     cluster.cleanup().await;
 }
