@@ -264,7 +264,8 @@ impl<R: Resource> DynResource for Registered<R> {
         let current = self.resource.schema_version();
         if version == current {
             // Same shape: decode exactly (keeps big numbers and unknown-free values as stored).
-            return super::value::from_json(raw_json, &self.schema.ty).map_err(|e| Diagnostic::from_error(&e).into());
+            return super::value::from_json_dropping_unknown_attributes(raw_json, &self.schema.ty)
+                .map_err(|e| Diagnostic::from_error(&e).into());
         }
         let raw: J = serde_json::from_slice(raw_json).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
         // Older states are handed over in Terraform's names; the resource

@@ -734,10 +734,19 @@ fn write_json(out: &mut String, value: &Value, ty: &Type, path: &mut Vec<String>
 pub fn from_json(text: &[u8], ty: &Type) -> Result<Value, ValueError> {
     let raw: &RawValue = serde_json::from_slice(text)
         .map_err(|e| ValueError::Json { path: "(root)".to_owned(), reason: e.to_string() })?;
-    json_value(raw, ty, &mut Vec::new())
+    json_value(raw, ty, &mut Vec::new(), false)
 }
 
-fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>) -> Result<Value, ValueError> {
+/// Like [`from_json`], but object attributes the type does not have are
+/// dropped instead of refused: a stored state may still carry attributes a
+/// newer schema removed.
+pub fn from_json_dropping_unknown_attributes(text: &[u8], ty: &Type) -> Result<Value, ValueError> {
+    let raw: &RawValue = serde_json::from_slice(text)
+        .map_err(|e| ValueError::Json { path: "(root)".to_owned(), reason: e.to_string() })?;
+    json_value(raw, ty, &mut Vec::new(), true)
+}
+
+fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>, lenient: bool) -> Result<Value, ValueError> {
     let text = raw.get().trim();
     let bad = |path: &[String], reason: String| ValueError::Json { path: path_text(path), reason };
     if text == "null" {
@@ -774,7 +783,7 @@ fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>) -> Result<Value
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 path.push(i.to_string());
-                out.push(json_value(item, elem, path)?);
+                out.push(json_value(item, elem, path, lenient)?);
                 path.pop();
             }
             Ok(Value::List(out))
@@ -787,7 +796,7 @@ fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>) -> Result<Value
             let mut out = Vec::with_capacity(items.len());
             for (i, (item, elem)) in items.into_iter().zip(elems).enumerate() {
                 path.push(i.to_string());
-                out.push(json_value(item, elem, path)?);
+                out.push(json_value(item, elem, path, lenient)?);
                 path.pop();
             }
             Ok(Value::List(out))
@@ -798,7 +807,7 @@ fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>) -> Result<Value
             let mut out = BTreeMap::new();
             for (k, v) in entries {
                 path.push(k.clone());
-                out.insert(k.clone(), json_value(v, elem, path)?);
+                out.insert(k.clone(), json_value(v, elem, path, lenient)?);
                 path.pop();
             }
             Ok(Value::Map(out))
@@ -809,8 +818,15 @@ fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>) -> Result<Value
             let mut out = BTreeMap::new();
             for (k, v) in entries {
                 path.push(k.clone());
-                let aty = attrs.get(&k).ok_or_else(|| bad(path, "attribute not in the schema".to_owned()))?;
-                out.insert(k.clone(), json_value(v, aty, path)?);
+                let aty = match attrs.get(&k) {
+                    Some(aty) => aty,
+                    None if lenient => {
+                        path.pop();
+                        continue;
+                    }
+                    None => return Err(bad(path, "attribute not in the schema".to_owned())),
+                };
+                out.insert(k.clone(), json_value(v, aty, path, lenient)?);
                 path.pop();
             }
             for k in attrs.keys() {
@@ -828,7 +844,7 @@ fn json_value(raw: &RawValue, ty: &Type, path: &mut Vec<String>) -> Result<Value
             }
             let wrapped: Wrapped<'_> = serde_json::from_str(text).map_err(|e| bad(path, e.to_string()))?;
             let inner_ty = Type::from_json(&wrapped.ty)?;
-            let inner = json_value(wrapped.value, &inner_ty, path)?;
+            let inner = json_value(wrapped.value, &inner_ty, path, lenient)?;
             Ok(Value::Dynamic(inner_ty, Box::new(inner)))
         }
     }
@@ -1007,6 +1023,9 @@ mod tests {
         let v = from_json(br#"{"a":"x"}"#, &ty).unwrap();
         assert_eq!(v.attr("b"), &Value::Null);
         assert!(from_json(br#"{"zzz":"x"}"#, &ty).is_err());
+        let v = from_json_dropping_unknown_attributes(br#"{"a":"x","zzz":{"deep":1}}"#, &ty).unwrap();
+        assert_eq!(v.attr("a"), &Value::String("x".into()));
+        assert_eq!(v, from_json(br#"{"a":"x"}"#, &ty).unwrap());
     }
 
     #[test]
