@@ -185,3 +185,29 @@ pub(crate) fn generate_access_token(shared: &Shared, principal: &Principal, acco
     let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(i64::try_from(lifetime).unwrap_or(3600));
     Ok(json!({"accessToken": token, "expireTime": expire.to_string()}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audiences_name_pool_and_provider() {
+        let gke = "identitynamespace:p.svc.id.goog:https://container.googleapis.com/v1/projects/p/locations/l/clusters/c";
+        assert_eq!(
+            parse_audience(gke),
+            Some(("p.svc.id.goog".into(), "https://container.googleapis.com/v1/projects/p/locations/l/clusters/c".into()))
+        );
+        let wif = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/prov";
+        assert_eq!(parse_audience(wif), Some(("pool".into(), "prov".into())));
+        assert_eq!(parse_audience("identitynamespace:only-pool"), None);
+        assert_eq!(parse_audience("sts.amazonaws.com"), None);
+    }
+
+    #[test]
+    fn fields_accept_snake_and_camel_case() {
+        let body = json!({"subjectToken": "a", "grant_type": "b"});
+        assert_eq!(field(&body, "subject_token").as_deref(), Some("a"));
+        assert_eq!(field(&body, "grant_type").as_deref(), Some("b"));
+        assert_eq!(field(&body, "audience"), None);
+    }
+}

@@ -126,3 +126,48 @@ async fn secret_policy_round_trip_and_stale_etag() {
     let read = client.get_iam_policy().set_resource(&resource).send().await.expect("get policy again");
     assert_eq!(read, set);
 }
+
+#[tokio::test]
+async fn list_pages_and_label_update() {
+    let issuer = TestIssuer::start().await;
+    let standin = standin(&issuer).await;
+    for id in ["alpha", "beta", "gamma"] {
+        standin.seed_secret(PROJECT, id, &[b"x"]).expect("seed");
+    }
+    let client = secret_manager!(standin, bearer(standin.admin_token()));
+    let parent = format!("projects/{PROJECT}");
+    let first = client.list_secrets().set_parent(&parent).set_page_size(2).send().await.expect("page 1");
+    assert_eq!(first.secrets.len(), 2);
+    assert_eq!(first.total_size, 3);
+    assert!(!first.next_page_token.is_empty());
+    let second = client
+        .list_secrets()
+        .set_parent(&parent)
+        .set_page_size(2)
+        .set_page_token(first.next_page_token)
+        .send()
+        .await
+        .expect("page 2");
+    assert_eq!(second.secrets.len(), 1);
+    assert!(second.next_page_token.is_empty());
+    assert!(second.secrets[0].name.ends_with("/secrets/gamma"));
+
+    let name = format!("{parent}/secrets/alpha");
+    let current = client.get_secret().set_name(&name).send().await.expect("get");
+    let updated = client
+        .update_secret()
+        .set_secret(current.clone().set_labels([("env", "test")]))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels"]))
+        .send()
+        .await
+        .expect("update labels");
+    assert_eq!(updated.labels.get("env").map(String::as_str), Some("test"));
+    assert_ne!(updated.etag, current.etag, "an update changes the etag");
+    let stale = client
+        .update_secret()
+        .set_secret(current.set_labels([("env", "stale")]))
+        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels"]))
+        .send()
+        .await;
+    assert_eq!(code_of(&stale.expect_err("stale etag")), "Aborted");
+}
