@@ -1,7 +1,9 @@
 //! Patches (JSON, merge, strategic merge) and field ownership for server-side apply.
 //!
 //! Ownership is tracked per manager as a set of leaf field paths. Maps are recursed into;
-//! lists are atomic (one leaf each): a simplification of structured-merge-diff's associative lists.
+//! `metadata.finalizers` (a set) and `metadata.ownerReferences` (keyed by uid) are associative,
+//! one leaf per element (`v:"x"`, `k:{"uid":"..."}` path components, as in `fieldsV1`); every
+//! other list is atomic (one leaf), as CRD lists without `x-kubernetes-list-type` are.
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -151,6 +153,35 @@ pub fn tracked_leaves(object: &Value, include_status: bool) -> FieldSet {
     out
 }
 
+/// The path component of one element of an associative list, if the list at `list_path` is one.
+fn element_component(list_path: &[String], item: &Value) -> Option<String> {
+    match (list_path, item) {
+        ([m, f], Value::String(_)) if m == "metadata" && f == "finalizers" => Some(format!("v:{item}")),
+        ([m, o], Value::Object(fields)) if m == "metadata" && o == "ownerReferences" => {
+            fields.get("uid").map(|uid| format!("k:{}", json!({"uid": uid})))
+        }
+        _ => None,
+    }
+}
+
+fn is_element(component: &str) -> bool {
+    component.starts_with("k:") || component.starts_with("v:")
+}
+
+/// Whether a list item is the element a `k:`/`v:` component names.
+fn element_matches(component: &str, item: &Value) -> bool {
+    if let Some(value) = component.strip_prefix("v:") {
+        return serde_json::from_str::<Value>(value).is_ok_and(|v| &v == item);
+    }
+    if let Some(keys) = component.strip_prefix("k:") {
+        return serde_json::from_str::<Value>(keys)
+            .ok()
+            .and_then(|k| k.as_object().cloned())
+            .is_some_and(|k| k.iter().all(|(name, v)| item.get(name) == Some(v)));
+    }
+    false
+}
+
 fn collect_leaves(value: &Value, path: FieldPath, out: &mut FieldSet) {
     match value {
         Value::Object(map) if !map.is_empty() => {
@@ -158,6 +189,17 @@ fn collect_leaves(value: &Value, path: FieldPath, out: &mut FieldSet) {
                 let mut child = path.clone();
                 child.push(k.clone());
                 collect_leaves(v, child, out);
+            }
+        }
+        Value::Array(items)
+            if !items.is_empty() && items.iter().all(|i| element_component(&path, i).is_some()) =>
+        {
+            for item in items {
+                if let Some(component) = element_component(&path, item) {
+                    let mut child = path.clone();
+                    child.push(component);
+                    out.insert(child);
+                }
             }
         }
         _ => {
@@ -170,53 +212,84 @@ fn collect_leaves(value: &Value, path: FieldPath, out: &mut FieldSet) {
 pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut current = object;
     for key in path {
-        current = current.as_object()?.get(key)?;
+        current = match current {
+            Value::Object(map) => map.get(key)?,
+            Value::Array(items) if is_element(key) => items.iter().find(|i| element_matches(key, i))?,
+            _ => return None,
+        };
     }
     Some(current)
 }
 
-/// Sets a value at a path, creating intermediate maps.
+/// Sets a value at a path, creating intermediate maps (and list elements).
 pub fn set_at(object: &mut Value, path: &[String], value: Value) {
-    let Some((last, parents)) = path.split_last() else {
+    let Some((first, rest)) = path.split_first() else {
+        *object = value;
         return;
     };
-    let mut current = object;
-    for key in parents {
-        if !current.is_object() {
-            *current = Value::Object(Map::new());
+    if is_element(first) {
+        if !object.is_array() {
+            *object = Value::Array(Vec::new());
         }
-        let Some(map) = current.as_object_mut() else {
-            return;
-        };
-        current = map
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Array(items) = object {
+            let index = match items.iter().position(|i| element_matches(first, i)) {
+                Some(i) => i,
+                None => {
+                    items.push(Value::Null);
+                    items.len() - 1
+                }
+            };
+            set_at(&mut items[index], rest, value);
+        }
+        return;
     }
-    if !current.is_object() {
-        *current = Value::Object(Map::new());
+    if !object.is_object() {
+        *object = Value::Object(Map::new());
     }
-    if let Some(map) = current.as_object_mut() {
-        map.insert(last.clone(), value);
+    if let Value::Object(map) = object {
+        let slot = map.entry(first.clone()).or_insert(Value::Null);
+        if !rest.is_empty() && slot.is_null() {
+            *slot = Value::Object(Map::new());
+        }
+        set_at(slot, rest, value);
     }
 }
 
-/// Removes the value at a path (and maps left empty by the removal, except top-level ones).
+/// Removes the value at a path (and maps or lists left empty by the removal, below the top level).
 pub fn remove_at(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
+    remove_inner(object, path, 0);
+}
+
+fn remove_inner(current: &mut Value, path: &[String], depth: usize) {
+    let Some((first, rest)) = path.split_first() else {
         return;
     };
-    let mut current = &mut *object;
-    for key in parents {
-        match current.as_object_mut().and_then(|m| m.get_mut(key)) {
-            Some(next) => current = next,
-            None => return,
+    let emptied = |v: &Value| match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    match current {
+        Value::Object(map) => {
+            if rest.is_empty() {
+                map.remove(first);
+            } else if let Some(child) = map.get_mut(first) {
+                remove_inner(child, rest, depth + 1);
+                if depth >= 1 && emptied(child) {
+                    map.remove(first);
+                }
+            }
         }
-    }
-    if let Some(map) = current.as_object_mut() {
-        map.remove(last);
-    }
-    if parents.len() > 1 && value_at(object, parents).is_some_and(|v| v.as_object().is_some_and(Map::is_empty)) {
-        remove_at(object, parents);
+        Value::Array(items) if is_element(first) => {
+            if let Some(i) = items.iter().position(|item| element_matches(first, item)) {
+                if rest.is_empty() {
+                    items.remove(i);
+                } else {
+                    remove_inner(&mut items[i], rest, depth + 1);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -229,9 +302,8 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
             let Some(map) = current.as_object_mut() else {
                 break;
             };
-            current = map
-                .entry(format!("f:{key}"))
-                .or_insert_with(|| Value::Object(Map::new()));
+            let field = if is_element(key) { key.clone() } else { format!("f:{key}") };
+            current = map.entry(field).or_insert_with(|| Value::Object(Map::new()));
         }
     }
     root
@@ -248,27 +320,44 @@ fn walk_fields(node: &Value, path: FieldPath, out: &mut FieldSet) {
     let Some(map) = node.as_object() else {
         return;
     };
-    let only_fields = map.keys().all(|k| k.starts_with("f:") || k == ".");
-    if map.is_empty() || !only_fields || map.contains_key(".") {
+    let known = |k: &String| k.starts_with("f:") || is_element(k) || k == ".";
+    let only_known = map.keys().all(known);
+    if map.is_empty() || !only_known || map.contains_key(".") {
         if !path.is_empty() {
             out.insert(path.clone());
         }
-        if !only_fields || map.is_empty() {
+        if !only_known || map.is_empty() {
             return;
         }
     }
     for (key, child) in map {
-        if let Some(name) = key.strip_prefix("f:") {
-            let mut next = path.clone();
-            next.push(name.to_string());
-            walk_fields(child, next, out);
-        }
+        let component = match key.strip_prefix("f:") {
+            Some(name) => name.to_string(),
+            None if is_element(key) => key.clone(),
+            None => continue,
+        };
+        let mut next = path.clone();
+        next.push(component);
+        walk_fields(child, next, out);
     }
 }
 
 /// Renders a path like structured-merge-diff does (`.spec.target.name`).
 pub fn render_path(path: &[String]) -> String {
-    path.iter().map(|k| format!(".{k}")).collect()
+    path.iter()
+        .map(|k| {
+            if let Some(value) = k.strip_prefix("v:") {
+                format!("[={value}]")
+            } else if let Some(keys) = k.strip_prefix("k:") {
+                let fields: Vec<String> = serde_json::from_str::<Map<String, Value>>(keys)
+                    .map(|m| m.iter().map(|(n, v)| format!("{n}={v}")).collect())
+                    .unwrap_or_default();
+                format!("[{}]", fields.join(","))
+            } else {
+                format!(".{k}")
+            }
+        })
+        .collect()
 }
 
 /// One `managedFields` entry.
@@ -502,6 +591,21 @@ mod tests {
         assert_eq!(from_fields_v1(&to_fields_v1(&leaves)), leaves);
         assert!(leaves.contains(&vec!["metadata".to_string(), "labels".into(), "a".into()]));
         assert!(!leaves.iter().any(|p| p[1] == "name"));
+    }
+
+    #[test]
+    fn finalizers_and_owner_references_are_associative() {
+        let object = json!({"metadata": {"finalizers": ["a", "b"], "ownerReferences": [{"uid": "u1", "name": "o"}]}});
+        let leaves = tracked_leaves(&object, false);
+        assert!(leaves.contains(&vec!["metadata".to_string(), "finalizers".into(), "v:\"a\"".into()]));
+        assert!(leaves.contains(&vec!["metadata".to_string(), "ownerReferences".into(), "k:{\"uid\":\"u1\"}".into()]));
+        assert_eq!(from_fields_v1(&to_fields_v1(&leaves)), leaves);
+        let mut copy = object.clone();
+        remove_at(&mut copy, &["metadata".to_string(), "finalizers".into(), "v:\"a\"".into()]);
+        assert_eq!(copy["metadata"]["finalizers"], json!(["b"]));
+        set_at(&mut copy, &["metadata".to_string(), "finalizers".into(), "v:\"c\"".into()], json!("c"));
+        assert_eq!(copy["metadata"]["finalizers"], json!(["b", "c"]));
+        assert_eq!(render_path(&["metadata".to_string(), "finalizers".into(), "v:\"c\"".into()]), ".metadata.finalizers[=\"c\"]");
     }
 
     #[test]

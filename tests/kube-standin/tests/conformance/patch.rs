@@ -107,3 +107,25 @@ async fn strategic_merge_is_unsupported_for_custom_resources() {
     assert_eq!((err.code, err.reason.as_str()), (415, "UnsupportedMediaType"));
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_merges_finalizers_as_a_set_between_managers() {
+    let (mut cluster, ns) = cluster_with_namespace("ssafin").await;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client(), &ns);
+    let config = |finalizer: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fin", "finalizers": [finalizer]}})
+    };
+    api.patch("fin", &PatchParams::apply("one"), &Patch::Apply(config("standin.test/one"))).await.unwrap();
+    let both = api.patch("fin", &PatchParams::apply("two"), &Patch::Apply(config("standin.test/two"))).await.unwrap();
+    let mut finalizers = both.metadata.finalizers.clone().unwrap_or_default();
+    finalizers.sort();
+    assert_eq!(finalizers, ["standin.test/one", "standin.test/two"]);
+    // "one" stops applying its finalizer: only that element goes.
+    let only_two = api
+        .patch("fin", &PatchParams::apply("one"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fin"}})))
+        .await
+        .unwrap();
+    assert_eq!(only_two.metadata.finalizers.unwrap_or_default(), ["standin.test/two"]);
+    api.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    cluster.cleanup().await;
+}
