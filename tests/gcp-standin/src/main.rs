@@ -118,3 +118,33 @@ async fn main() -> ExitCode {
     standin.shutdown().await;
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn issuer_flags_attach_to_the_preceding_issuer() {
+        let options = parse(args(
+            "--port 8085 --admin-token t --project demo:123 --issuer https://k8s --workload-pool demo.svc.id.goog --identity-provider https://container",
+        ))
+        .expect("valid command line");
+        assert_eq!(options.listen.port(), 8085);
+        assert_eq!(options.admin_token, "t");
+        assert_eq!(options.projects, [ProjectSpec { id: "demo".into(), number: 123 }]);
+        assert_eq!(options.trusted_issuers[0].workload_pool, "demo.svc.id.goog");
+        assert_eq!(options.trusted_issuers[0].identity_provider.as_deref(), Some("https://container"));
+    }
+
+    #[test]
+    fn issuer_without_pool_and_stray_flags_are_refused() {
+        assert!(matches!(parse(args("--issuer https://k8s")), Err(CliError::NoPool(_))));
+        assert!(matches!(parse(args("--workload-pool p")), Err(CliError::NoIssuer(_))));
+        assert!(matches!(parse(args("--port")), Err(CliError::MissingValue { .. })));
+        assert!(matches!(parse(args("--nope")), Err(CliError::Unknown(_))));
+    }
+}
