@@ -6,6 +6,9 @@ use terraform_provider_secretbridge::plugin::serve::{ServeError, serve_from_env}
 use terraform_provider_secretbridge::{provider, test_resources_enabled};
 
 fn main() -> ExitCode {
+    // A panic is a provider bug: one line on stderr (Terraform's log), no
+    // backtrace; the RPC that hit it answers with an error diagnostic.
+    std::panic::set_hook(Box::new(|info| eprintln!("terraform-provider-secretbridge internal error: {info}")));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

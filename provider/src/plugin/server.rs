@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use futures::FutureExt;
 use tonic::{Request, Response, Status};
 
 use super::diag::{Diagnostic, Diagnostics};
@@ -220,7 +221,7 @@ impl Provider for ProviderServer {
         let diags = (|| {
             let r = self.resource(&req.type_name)?;
             let config = decode(req.config.as_ref(), &r.schema().ty)?;
-            let mut diags = r.validate(&config);
+            let mut diags = guarded_sync(|| Ok(r.validate(&config)))?;
             let write_only_ok = req.client_capabilities.as_ref().is_some_and(|c| c.write_only_attributes_allowed);
             if !write_only_ok {
                 diags.extend(write_only_unsupported(&config, &r.schema().rules));
@@ -239,7 +240,7 @@ impl Provider for ProviderServer {
         let diags = (|| {
             let d = self.data_source(&req.type_name)?;
             let config = decode(req.config.as_ref(), &d.schema().ty)?;
-            Ok::<_, Diagnostics>(d.validate(&config))
+            guarded_sync(|| Ok(d.validate(&config)))
         })()
         .unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics: diags.to_proto() }))
@@ -306,7 +307,7 @@ impl Provider for ProviderServer {
         let result = async {
             let r = self.resource(&req.type_name)?;
             let current = decode(req.current_state.as_ref(), &r.schema().ty)?;
-            let new = r.read(self.ctx(), current).await?;
+            let new = guarded(r.read(self.ctx(), current)).await?;
             encode(&new, &r.schema().ty)
         }
         .await;
@@ -327,7 +328,7 @@ impl Provider for ProviderServer {
             let prior = decode(req.prior_state.as_ref(), ty)?;
             let proposed = decode(req.proposed_new_state.as_ref(), ty)?;
             let config = decode(req.config.as_ref(), ty)?;
-            let (planned, replace) = r.plan(&prior, &proposed, &config)?;
+            let (planned, replace) = guarded_sync(|| r.plan(&prior, &proposed, &config))?;
             Ok::<_, Diagnostics>((encode(&planned, ty)?, replace))
         })();
         Ok(Response::new(match result {
@@ -357,7 +358,7 @@ impl Provider for ProviderServer {
                 ))
             })();
             let (prior, planned, config) = decoded.map_err(|d| (d, req.prior_state.clone()))?;
-            match r.apply(self.ctx(), prior, planned, config).await {
+            match guarded(r.apply(self.ctx(), prior, planned, config)).await {
                 Ok(new) => encode(&new, ty).map_err(|d| (d, req.prior_state.clone())),
                 // On failure the object is as it was: keep the prior state.
                 Err(d) => Err((d, req.prior_state.clone())),
@@ -377,7 +378,7 @@ impl Provider for ProviderServer {
         let req = request.into_inner();
         let result = async {
             let r = self.resource(&req.type_name)?;
-            let state = r.import(self.ctx(), req.id.clone()).await?;
+            let state = guarded(r.import(self.ctx(), req.id.clone())).await?;
             encode(&state, &r.schema().ty)
         }
         .await;
@@ -399,7 +400,7 @@ impl Provider for ProviderServer {
         let result = async {
             let d = self.data_source(&req.type_name)?;
             let config = decode(req.config.as_ref(), &d.schema().ty)?;
-            let state = d.read(self.ctx(), config).await?;
+            let state = guarded(d.read(self.ctx(), config)).await?;
             encode(&state, &d.schema().ty)
         }
         .await;
@@ -435,7 +436,7 @@ impl Provider for ProviderServer {
         let result = async {
             let e = self.ephemeral(&req.type_name)?;
             let config = decode(req.config.as_ref(), &e.schema().ty)?;
-            let opened = e.open(self.ctx(), config).await?;
+            let opened = guarded(e.open(self.ctx(), config)).await?;
             encode(&opened, &e.schema().ty)
         }
         .await;
@@ -488,4 +489,33 @@ fn write_only_unsupported(config: &Value, rules: &super::schema::RuleTree) -> Di
         }
     }
     diags
+}
+
+/// Runs resource code so that a panic (a provider bug) becomes an error
+/// diagnostic for this one operation instead of a dropped connection.
+async fn guarded<T>(fut: impl std::future::Future<Output = Result<T, Diagnostics>>) -> Result<T, Diagnostics> {
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(panic_diagnostic(payload.as_ref()).into()),
+    }
+}
+
+/// The synchronous form of [`guarded`].
+fn guarded_sync<T>(f: impl FnOnce() -> Result<T, Diagnostics>) -> Result<T, Diagnostics> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(panic_diagnostic(payload.as_ref()).into()),
+    }
+}
+
+fn panic_diagnostic(payload: &(dyn std::any::Any + Send)) -> Diagnostic {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned());
+    Diagnostic::error(
+        "The provider hit an internal error",
+        format!("{message}. This is a bug in terraform-provider-secretbridge; please report it with the configuration that triggered it."),
+    )
 }

@@ -374,3 +374,94 @@ async fn provider_config_is_validated_with_paths_and_configured() {
     assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
     r.server.abort();
 }
+
+/// A resource whose create panics, standing in for a provider bug.
+struct Buggy;
+
+impl terraform_provider_secretbridge::plugin::resource::Resource for Buggy {
+    type State = terraform_provider_secretbridge::resources::test_object::TestOwner;
+
+    fn type_name(&self) -> &'static str {
+        "secretbridge_buggy"
+    }
+
+    async fn create(
+        &self,
+        _: &terraform_provider_secretbridge::plugin::resource::ProviderContext,
+        _: Self::State,
+    ) -> Result<Self::State, terraform_provider_secretbridge::plugin::diag::Diagnostics> {
+        panic!("index out of range in create")
+    }
+
+    async fn read(
+        &self,
+        _: &terraform_provider_secretbridge::plugin::resource::ProviderContext,
+        current: Self::State,
+    ) -> Result<Option<Self::State>, terraform_provider_secretbridge::plugin::diag::Diagnostics> {
+        Ok(Some(current))
+    }
+
+    async fn update(
+        &self,
+        _: &terraform_provider_secretbridge::plugin::resource::ProviderContext,
+        _: Self::State,
+        planned: Self::State,
+    ) -> Result<Self::State, terraform_provider_secretbridge::plugin::diag::Diagnostics> {
+        Ok(planned)
+    }
+
+    async fn delete(
+        &self,
+        _: &terraform_provider_secretbridge::plugin::resource::ProviderContext,
+        _: Self::State,
+    ) -> Result<(), terraform_provider_secretbridge::plugin::diag::Diagnostics> {
+        Ok(())
+    }
+
+    async fn import(
+        &self,
+        _: &terraform_provider_secretbridge::plugin::resource::ProviderContext,
+        id: String,
+    ) -> Result<Self::State, terraform_provider_secretbridge::plugin::diag::Diagnostics> {
+        Ok(Self::State { team: id, email: None })
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_resource_becomes_a_diagnostic_and_the_server_keeps_serving() {
+    let provider = ProviderServer::builder::<secretbridge_shared::terraform::ProviderConfig>()
+        .expect("provider schema")
+        .resource(Buggy)
+        .expect("resource schema")
+        .build();
+    let block = provider.schema_response().resource_schemas["secretbridge_buggy"].block.clone().expect("block");
+    let ty = block_type(&block);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { serve(listener, None, provider).await });
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
+    let mut client = ProviderClient::new(channel);
+    let planned = obj(&[("team", s("core"))]);
+    let resp = client
+        .apply_resource_change(pb::apply_resource_change::Request {
+            type_name: "secretbridge_buggy".into(),
+            prior_state: dv(&Value::Null, &ty),
+            planned_state: dv(&planned, &ty),
+            config: dv(&planned, &ty),
+            ..Default::default()
+        })
+        .await
+        .expect("the RPC itself succeeds")
+        .into_inner();
+    assert_eq!(resp.diagnostics.len(), 1);
+    assert_eq!(resp.diagnostics[0].summary, "The provider hit an internal error");
+    assert!(resp.diagnostics[0].detail.starts_with("index out of range in create."), "{}", resp.diagnostics[0].detail);
+    // Same connection, next call works.
+    let imported = client
+        .import_resource_state(pb::import_resource_state::Request { type_name: "secretbridge_buggy".into(), id: "x".into(), ..Default::default() })
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!(imported.imported_resources.len(), 1);
+    server.abort();
+}
