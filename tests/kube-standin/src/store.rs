@@ -104,6 +104,95 @@ fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+/// The largest Secret or ConfigMap payload kube-apiserver accepts (1 MiB).
+const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && v.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+            && v.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric))
+}
+
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    prefix.is_none_or(|p| !p.is_empty() && is_dns_subdomain(p)) && !name.is_empty() && is_label_value(name)
+}
+
+fn is_config_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Label and annotation checks every kind gets (`ValidateObjectMeta`).
+fn validate_metadata(object: &Value, errors: &mut Vec<FieldError>) {
+    if let Some(labels) = object["metadata"]["labels"].as_object() {
+        for (key, value) in labels {
+            if !is_qualified_name(key) {
+                errors.push(FieldError::invalid("metadata.labels", &json!(key), QUALIFIED_NAME_MSG));
+            }
+            let text = value.as_str().unwrap_or_default();
+            if !is_label_value(text) {
+                errors.push(FieldError::invalid("metadata.labels", value, LABEL_VALUE_MSG));
+            }
+        }
+    }
+    if let Some(annotations) = object["metadata"]["annotations"].as_object() {
+        for key in annotations.keys() {
+            if !is_qualified_name(key) {
+                errors.push(FieldError::invalid("metadata.annotations", &json!(key), QUALIFIED_NAME_MSG));
+            }
+        }
+    }
+}
+
+/// Key and size checks of Secret and ConfigMap payloads.
+fn validate_payload(object: &Value, fields: &[&str], errors: &mut Vec<FieldError>) {
+    let mut total = 0usize;
+    for field in fields {
+        if let Some(map) = object[*field].as_object() {
+            for (key, value) in map {
+                if !is_config_key(key) {
+                    errors.push(FieldError::invalid(&format!("{field}[{key}]"), &json!(key), CONFIG_KEY_MSG));
+                }
+                total += key.len() + value.as_str().map(str::len).unwrap_or_default() * 3 / 4;
+            }
+        }
+    }
+    if total > MAX_PAYLOAD_BYTES {
+        errors.push(FieldError {
+            reason: "FieldValueTooLong",
+            field: fields[0].to_string(),
+            message: format!("Too long: must have at most {MAX_PAYLOAD_BYTES} bytes"),
+        });
+    }
+}
+
+/// Immutable Secrets and ConfigMaps (`immutable: true`) keep their payload and stay immutable.
+fn validate_immutability(old: &Value, new: &Value, fields: &[&str], errors: &mut Vec<FieldError>) {
+    if old["immutable"].as_bool() != Some(true) {
+        return;
+    }
+    for field in fields {
+        if old[*field] != new[*field] {
+            errors.push(FieldError::forbidden(field, "field is immutable when `immutable` is set"));
+        }
+    }
+    if new["immutable"].as_bool() != Some(true) {
+        errors.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+    }
+}
+
 fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
     object["metadata"][field].as_str().unwrap_or_default()
 }
@@ -358,7 +447,9 @@ impl Store {
             let msg = if rt.kind == "Namespace" { DNS1123_LABEL_MSG } else { DNS1123_SUBDOMAIN_MSG };
             errors.push(FieldError::invalid("metadata.name", &json!(name), msg));
         }
+        validate_metadata(object, &mut errors);
         match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "ConfigMap") => validate_payload(object, &["data", "binaryData"], &mut errors),
             ("", "Secret") => {
                 if let Some(Value::Object(string_data)) =
                     object.as_object_mut().and_then(|m| m.remove("stringData"))
@@ -373,6 +464,7 @@ impl Store {
                 if object.get("type").is_none() {
                     object["type"] = json!("Opaque");
                 }
+                validate_payload(object, &["data"], &mut errors);
             }
             ("", "Namespace") => {
                 object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
@@ -651,6 +743,17 @@ impl Store {
             }
         }
         self.admit(rt, &mut new)?;
+        if rt.group.is_empty() && (rt.kind == "Secret" || rt.kind == "ConfigMap") {
+            let mut errors = Vec::new();
+            let fields: &[&str] = if rt.kind == "Secret" { &["data"] } else { &["data", "binaryData"] };
+            validate_immutability(&old, &new, fields, &mut errors);
+            if rt.kind == "Secret" && old["type"] != new["type"] {
+                errors.push(FieldError::invalid("type", &new["type"], "field is immutable"));
+            }
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(rt, name, &errors));
+            }
+        }
         if rt.tracks_generation()
             && generation_content(&old, rt.status_subresource) != generation_content(&new, rt.status_subresource)
         {

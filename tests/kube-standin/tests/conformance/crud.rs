@@ -157,3 +157,33 @@ async fn the_standin_restarts_on_the_same_port_with_its_state() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn secret_keys_labels_and_immutability_are_validated() {
+    let (mut cluster, ns) = cluster_with_namespace("secretval").await;
+    let api: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    let post = |body: serde_json::Value| {
+        let api = api.clone();
+        async move { api.create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await }
+    };
+    let bad_key = api_error(post(json!({"metadata": {"name": "k"}, "stringData": {"bad key": "v"}})).await);
+    assert_eq!((bad_key.code, bad_key.reason.as_str()), (422, "Invalid"));
+    assert!(bad_key.message.contains("data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters"), "{}", bad_key.message);
+
+    let bad_label = api_error(post(json!({"metadata": {"name": "l", "labels": {"app": "not valid!"}}})).await);
+    assert_eq!(bad_label.code, 422);
+    assert!(bad_label.message.contains("metadata.labels: Invalid value: \"not valid!\""), "{}", bad_label.message);
+
+    post(json!({"metadata": {"name": "frozen"}, "stringData": {"k": "v"}, "immutable": true})).await.unwrap();
+    let change = api_error(
+        api.patch("frozen", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"stringData": {"k": "w"}})))
+            .await,
+    );
+    assert_eq!(change.code, 422);
+    assert!(change.message.contains("data: Forbidden: field is immutable when `immutable` is set"), "{}", change.message);
+    // Metadata of an immutable Secret may still change.
+    api.patch("frozen", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})))
+        .await
+        .unwrap();
+    cluster.cleanup().await;
+}
