@@ -5,6 +5,10 @@
 //! behaviour is marked with JSON Schema extension keys (see [`ext`]); a
 //! `default` in the schema is a Terraform default and validation keywords
 //! (`pattern`, `minLength`, `enum`, ...) are checked at plan time.
+//!
+//! Maps and lists that a user may leave out are `Option`s: Terraform tells an
+//! omitted map (null) from an empty one (`{}`), and a resource must hand back
+//! exactly what was planned.
 
 use crate::external_secret::ExternalSecretSpec;
 use crate::store::{ClusterSecretStoreSpec, SecretStoreSpec};
@@ -118,8 +122,8 @@ pub struct AwsOidcProvider {
     #[schemars(extend("x-terraform-computed" = true))]
     pub thumbprints: Option<Vec<String>>,
     /// Tags on the IAM OIDC provider.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
     /// ARN of the IAM OIDC provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-terraform-computed-only" = true, "x-terraform-use-state-for-unknown" = true))]
@@ -148,8 +152,8 @@ pub struct AwsIrsaRole {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Tags on the role.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
     /// Longest session, in seconds (3600 to 43200).
     #[serde(default = "default_max_session_duration")]
     #[schemars(range(min = 3600, max = 43200))]
@@ -314,11 +318,11 @@ pub struct KubernetesServiceAccount {
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
     /// Labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
     /// Annotations, besides the two below.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
     /// IAM role ARN for IRSA; sets `eks.amazonaws.com/role-arn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_role_arn: Option<String>,
