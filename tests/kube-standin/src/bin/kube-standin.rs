@@ -1,4 +1,5 @@
 //! `kube-standin --port P --state-dir D`: runs the stand-in until interrupted (for `make demo`).
+//! Writes `D/kubeconfig` (admin), `D/ca.crt`, `D/issuer` and `D/jwks.json`.
 
 use kube_standin::{KubeStandin, Options};
 use std::path::PathBuf;
@@ -31,6 +32,20 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // Beside the kubeconfig: what cloud stand-ins need to trust this issuer.
+    if let Some(dir) = standin.kubeconfig_path().parent() {
+        let files = [
+            ("ca.crt", standin.ca_pem().to_string()),
+            ("issuer", standin.issuer().to_string()),
+            ("jwks.json", standin.jwks().to_string()),
+        ];
+        for (name, content) in files {
+            if let Err(e) = std::fs::write(dir.join(name), content) {
+                eprintln!("kube-standin: writing {} failed: {e}", dir.join(name).display());
+                std::process::exit(1);
+            }
+        }
+    }
     println!("kube-standin serving {} (kubeconfig: {})", standin.url(), standin.kubeconfig_path().display());
     let _ = tokio::signal::ctrl_c().await;
 }
