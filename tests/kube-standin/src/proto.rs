@@ -186,7 +186,7 @@ fn decode_message(b: &[u8], fields: &[Field]) -> Option<Value> {
         let name = name.to_string();
         match (kind, payload) {
             // Generated protobuf code writes empty strings too; JSON omits them.
-            (Kind::Str, Payload::Bytes(v)) if v.is_empty() => {}
+            (Kind::Str, Payload::Bytes([])) => {}
             (Kind::Str, Payload::Bytes(v)) => {
                 out.insert(name, text(v));
             }
