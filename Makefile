@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup test gen demo bench lint
+.PHONY: setup test gen bench lint
 
 setup:
 	bash scripts/setup.sh
@@ -17,6 +17,10 @@ test:
 # The drift tests compare the tree against the same generators.
 gen:
 	SECRETBRIDGE_GEN=1 $(CARGO) test --workspace --locked -- generated_
+
+# Measurements, never assertions; release builds; not part of `make test`.
+bench:
+	$(CARGO) test --release --locked -p terraform-provider-secretbridge --test it -- --ignored --nocapture bench_
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
