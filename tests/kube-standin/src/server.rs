@@ -682,14 +682,14 @@ fn token_request(shared: &Shared, rt: &ResourceType, ns: &str, name: &str, body:
         ..rt.clone()
     };
     if expiration < 600 {
-        return Err(ApiError::invalid(&token_rt, name, &[FieldError::invalid(
+        return Err(ApiError::invalid(&token_rt, "", &[FieldError::invalid(
             "spec.expirationSeconds",
             &json!(expiration),
             "may not specify a duration less than 10 minutes",
         )]));
     }
     if expiration > 1 << 32 {
-        return Err(ApiError::invalid(&token_rt, name, &[FieldError::invalid(
+        return Err(ApiError::invalid(&token_rt, "", &[FieldError::invalid(
             "spec.expirationSeconds",
             &json!(expiration),
             "may not specify a duration larger than 2^32 seconds",
