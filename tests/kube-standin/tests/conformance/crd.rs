@@ -154,3 +154,36 @@ async fn status_subresource_and_generation() {
     assert_eq!(entry.operation.as_deref(), Some("Apply"));
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn deleting_a_crd_stops_serving_its_kind_and_removes_its_objects() {
+    let (mut cluster, ns) = cluster_with_namespace("crddel").await;
+    let mut crd = widget_crd();
+    crd["metadata"]["name"] = json!("gizmos.standin.test");
+    crd["spec"]["names"] = json!({"kind": "Gizmo", "plural": "gizmos", "singular": "gizmo"});
+    cluster.install_crd(&crd).await.unwrap();
+    let gvk = GroupVersionKind::gvk("standin.test", "v1", "Gizmo");
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client(), &ns, &ApiResource::from_gvk_with_plural(&gvk, "gizmos"));
+    let mut gizmo = widget("g1", json!({"size": 1}));
+    gizmo.types = Some(kube::core::TypeMeta { api_version: "standin.test/v1".into(), kind: "Gizmo".into() });
+    api.create(&PostParams::default(), &gizmo).await.unwrap();
+    kube_standin::testing::crd_api(&cluster.client())
+        .delete("gizmos.standin.test", &Default::default())
+        .await
+        .unwrap();
+    eventually("the kind to stop being served", || {
+        let api = api.clone();
+        async move { matches!(api.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 404).then_some(()) }
+    })
+    .await;
+    // Recreating the CRD does not bring the old objects back.
+    cluster.install_crd(&crd).await.unwrap();
+    let items = eventually("the recreated kind to list", || {
+        let api = api.clone();
+        async move { api.list(&Default::default()).await.ok() }
+    })
+    .await;
+    assert!(items.items.is_empty(), "{:?}", items.items);
+    let _ = kube_standin::testing::crd_api(&cluster.client()).delete("gizmos.standin.test", &Default::default()).await;
+    cluster.cleanup().await;
+}
