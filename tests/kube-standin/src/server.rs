@@ -388,6 +388,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .to_string();
     let ns = request.namespace.clone().unwrap_or_default();
     let rt = request.rt.clone();
+    // `dryRun=All`: run the write against a private copy of the state, so nothing is stored or watched.
+    let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     match verb {
         "get" => Ok(json_response(200, &shared.store().get(&rt, &ns, request.name.as_deref().unwrap_or_default())?)),
         "list" => {
@@ -406,17 +408,19 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             if request.name.is_some() {
                 return Err(ApiError::method_not_allowed());
             }
-            Ok(json_response(201, &shared.store().create(&rt, &ns, body, &manager)?))
+            let created = with_store(shared, dry_run, |store| store.create(&rt, &ns, body, &manager))?;
+            Ok(json_response(201, &created))
         }
         "update" => {
             let body = parse_body(&read_body(req).await?, &content_type)?;
             let name = request.name.clone().unwrap_or_default();
-            Ok(json_response(200, &shared.store().update(&rt, &ns, &name, body, &manager, &request.subresource)?))
+            let updated = with_store(shared, dry_run, |store| store.update(&rt, &ns, &name, body, &manager, &request.subresource))?;
+            Ok(json_response(200, &updated))
         }
         "patch" => {
             let name = request.name.clone().unwrap_or_default();
             let body = read_body(req).await?;
-            let mut store = shared.store();
+            with_store(shared, dry_run, |store| {
             if content_type == "application/apply-patch+yaml" || content_type == "application/apply-patch+cbor" {
                 let Some(apply_manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
                     return Err(ApiError::invalid_options(
@@ -430,19 +434,22 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 return Ok(json_response(if existed { 200 } else { 201 }, &result));
             }
             Ok(json_response(200, &store.patch(&rt, &ns, &name, &content_type, &body, &manager, &request.subresource)?))
+            })
         }
         "delete" => {
             let body = parse_body(&read_body(req).await?, &content_type).unwrap_or_default();
             let name = request.name.clone().unwrap_or_default();
             let propagation = propagation(&body, &query)?;
-            let (object, remains) = shared.store().delete(
-                &rt,
-                &ns,
-                &name,
-                propagation,
-                body["preconditions"]["uid"].as_str(),
-                body["preconditions"]["resourceVersion"].as_str(),
-            )?;
+            let (object, remains) = with_store(shared, dry_run, |store| {
+                store.delete(
+                    &rt,
+                    &ns,
+                    &name,
+                    propagation,
+                    body["preconditions"]["uid"].as_str(),
+                    body["preconditions"]["resourceVersion"].as_str(),
+                )
+            })?;
             if remains {
                 Ok(json_response(200, &object))
             } else {
@@ -453,16 +460,30 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             let body = parse_body(&read_body(req).await?, &content_type).unwrap_or_default();
             let propagation = propagation(&body, &query)?;
             let opts = list_options(&rt, &query)?;
-            let mut store = shared.store();
-            let list = store.list(&rt, request.namespace.as_deref(), &opts)?;
-            for item in list["items"].as_array().into_iter().flatten() {
-                let name = item["metadata"]["name"].as_str().unwrap_or_default();
-                let item_ns = item["metadata"]["namespace"].as_str().unwrap_or_default();
-                store.delete(&rt, item_ns, name, propagation, None, None)?;
-            }
+            with_store(shared, dry_run, |store| {
+                let list = store.list(&rt, request.namespace.as_deref(), &opts)?;
+                for item in list["items"].as_array().into_iter().flatten() {
+                    let name = item["metadata"]["name"].as_str().unwrap_or_default();
+                    let item_ns = item["metadata"]["namespace"].as_str().unwrap_or_default();
+                    store.delete(&rt, item_ns, name, propagation, None, None)?;
+                }
+                Ok(())
+            })?;
             Ok(json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// Runs a write on the store, or on a throwaway copy of it for dry runs.
+fn with_store<T>(shared: &Shared, dry_run: bool, write: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let mut guard = shared.store();
+    if dry_run {
+        let mut copy = guard.dry_run_copy();
+        drop(guard);
+        write(&mut copy)
+    } else {
+        write(&mut guard)
     }
 }
 

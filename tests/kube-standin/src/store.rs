@@ -279,6 +279,20 @@ impl Store {
         store
     }
 
+    /// A private copy for `dryRun=All` writes: same objects and counter, its own (unwatched) events.
+    pub fn dry_run_copy(&self) -> Store {
+        let (events, _) = broadcast::channel(16);
+        Store {
+            rv: self.rv,
+            objects: self.objects.clone(),
+            history: VecDeque::new(),
+            history_capacity: 1,
+            history_floor: self.rv,
+            events,
+            builtins: self.builtins.clone(),
+        }
+    }
+
     /// The current (latest) resourceVersion.
     pub fn current_rv(&self) -> u64 {
         self.rv

@@ -187,3 +187,22 @@ async fn secret_keys_labels_and_immutability_are_validated() {
         .unwrap();
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn server_side_dry_run_validates_without_storing() {
+    let (mut cluster, ns) = cluster_with_namespace("dryrun").await;
+    let api: Api<Secret> = Api::namespaced(cluster.client(), &ns);
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let answered = api.create(&dry, &serde_json::from_value(json!({"metadata": {"name": "ghost"}, "stringData": {"k": "v"}})).unwrap()).await.unwrap();
+    assert_eq!(answered.data.unwrap()["k"].0, b"v");
+    assert_eq!(api_error(api.get("ghost").await).code, 404);
+    let invalid = api_error(api.create(&dry, &serde_json::from_value(json!({"metadata": {"name": "Ghost"}})).unwrap()).await);
+    assert_eq!(invalid.code, 422);
+    let kc = cluster.kubeconfig_path().to_path_buf();
+    let manifest = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\n  namespace: {ns}\ndata:\n  k: v\n");
+    let (ok, out, err) = kubectl(&kc, &["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&manifest)).await;
+    assert!(ok, "{out}{err}");
+    let (ok, _, _) = kubectl(&kc, &["get", "configmap", "dry", "-n", &ns], None).await;
+    assert!(!ok, "a dry-run apply stores nothing");
+    cluster.cleanup().await;
+}
