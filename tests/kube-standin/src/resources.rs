@@ -19,6 +19,8 @@ pub struct ResourceType {
     pub namespaced: bool,
     /// Short names for kubectl.
     pub short_names: Vec<String>,
+    /// Categories (`kubectl get CATEGORY`), from a CRD's `names.categories`.
+    pub categories: Vec<String>,
     /// Whether a `/status` subresource exists (status is then ignored on the main resource).
     pub status_subresource: bool,
     /// The CRD's `openAPIV3Schema` for this version, for custom resources.
@@ -52,6 +54,7 @@ impl ResourceType {
             kind: kind.into(),
             namespaced,
             short_names: short.iter().map(|s| s.to_string()).collect(),
+            categories: Vec::new(),
             status_subresource: false,
             schema: None,
             custom: false,
@@ -97,6 +100,7 @@ impl ResourceType {
             "kind": self.kind,
             "verbs": self.verbs,
             "shortNames": self.short_names,
+            "categories": self.categories,
             "storageVersionHash": "",
         })];
         if self.status_subresource {
@@ -202,6 +206,14 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
                 .collect()
         })
         .unwrap_or_default();
+    let categories: Vec<String> = names["categories"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let mut out = Vec::new();
     for version in spec["versions"].as_array().into_iter().flatten() {
@@ -216,6 +228,7 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
             kind: kind.clone(),
             namespaced,
             short_names: short_names.clone(),
+            categories: categories.clone(),
             status_subresource: version["subresources"]["status"].is_object(),
             schema: version["schema"].get("openAPIV3Schema").cloned(),
             custom: true,

@@ -620,6 +620,7 @@ fn aggregated_discovery(types: &[ResourceType], core: bool) -> Value {
             "singularResource": t.singular,
             "verbs": t.verbs,
             "shortNames": t.short_names,
+            "categories": t.categories,
             "subresources": subresources,
         });
         let group = match groups.iter_mut().find(|(g, _)| *g == t.group) {

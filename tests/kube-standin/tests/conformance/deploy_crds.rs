@@ -70,5 +70,10 @@ async fn the_project_crds_load_and_validate() {
     }));
     let err = api_error(externals.create(&PostParams::default(), &bad_key).await);
     assert!(err.message.contains("spec.data[0].secretKey"), "{}", err.message);
+    // The CRDs' category lists every secretbridge kind for kubectl.
+    let kc = cluster.kubeconfig_path().to_path_buf();
+    let (ok, out, err) = kubectl(&kc, &["get", "secretbridge", "-n", &ns, "-o", "name"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("externalsecret.secretbridge.io/db") && out.contains("secretstore.secretbridge.io/aws"), "{out}");
     cluster.cleanup().await;
 }
