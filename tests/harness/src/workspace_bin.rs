@@ -175,8 +175,18 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     }
 }
 
-/// The freshly built `terraform-provider-secretbridge` binary.
+/// The freshly built `terraform-provider-secretbridge` binary, or the one
+/// named by `SECRETBRIDGE_TEST_PROVIDER_BIN` when that is set (to test a
+/// prebuilt binary; nothing is built then).
 pub fn provider_binary() -> Result<PathBuf> {
+    if let Some(prebuilt) = std::env::var_os("SECRETBRIDGE_TEST_PROVIDER_BIN") {
+        let path = PathBuf::from(prebuilt);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(HarnessError::BuiltBinaryMissing { path })
+        };
+    }
     try_workspace_bin(PROVIDER_BINARY, PROVIDER_BINARY)
 }
 

@@ -272,3 +272,32 @@ fn dev_override_starts_the_provider_as_a_plugin_process() {
         );
     }
 }
+
+/// The real provider, laid out in a filesystem mirror: `init` installs it
+/// (exercising the mirror, the lock file and its hash) and `plan` starts it
+/// and completes the plugin handshake on both CLIs.
+///
+/// Ignored by default: it builds the provider with `cargo build -p`, whose
+/// feature set differs from `cargo test --workspace` and so may rebuild part
+/// of the dependency tree. Run it with `cargo test -p secretbridge-harness --
+/// --ignored`, or against a prebuilt binary with
+/// `SECRETBRIDGE_TEST_PROVIDER_BIN=/path/to/terraform-provider-secretbridge`.
+#[test]
+#[ignore = "builds the provider; run with --ignored (see doc comment)"]
+fn real_provider_installs_from_mirror_and_plans() {
+    let provider = secretbridge_harness::provider_binary().unwrap();
+    for version in TfVersion::all() {
+        let tf = Terraform::new(version)
+            .unwrap()
+            .with_filesystem_mirror(&provider, "0.1.0")
+            .unwrap();
+        tf.write_config(&format!(
+            "{REQUIRES_PROVIDER}\nprovider \"secretbridge\" {{}}\n"
+        ))
+        .unwrap();
+        tf.init().unwrap();
+        let lock = std::fs::read_to_string(tf.work_dir().join(".terraform.lock.hcl")).unwrap();
+        assert!(lock.contains("\"h1:"), "terraform {version}: {lock}");
+        tf.expect_empty_plan().unwrap();
+    }
+}
