@@ -12,6 +12,7 @@ pub mod schema;
 pub mod selectors;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod testing;
 
 mod server;

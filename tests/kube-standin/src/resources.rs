@@ -21,6 +21,8 @@ pub struct ResourceType {
     pub short_names: Vec<String>,
     /// Categories (`kubectl get CATEGORY`), from a CRD's `names.categories`.
     pub categories: Vec<String>,
+    /// The CRD version's `additionalPrinterColumns`, for Table output.
+    pub printer_columns: Vec<Value>,
     /// Whether a `/status` subresource exists (status is then ignored on the main resource).
     pub status_subresource: bool,
     /// The CRD's `openAPIV3Schema` for this version, for custom resources.
@@ -55,6 +57,7 @@ impl ResourceType {
             namespaced,
             short_names: short.iter().map(|s| s.to_string()).collect(),
             categories: Vec::new(),
+            printer_columns: Vec::new(),
             status_subresource: false,
             schema: None,
             custom: false,
@@ -229,6 +232,7 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
             namespaced,
             short_names: short_names.clone(),
             categories: categories.clone(),
+            printer_columns: version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
             status_subresource: version["subresources"]["status"].is_object(),
             schema: version["schema"].get("openAPIV3Schema").cloned(),
             custom: true,

@@ -386,15 +386,34 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .unwrap_or_default()
         .trim()
         .to_string();
+    let wants_table = req
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(crate::table::wants_table);
     let ns = request.namespace.clone().unwrap_or_default();
     let rt = request.rt.clone();
     // `dryRun=All`: run the write against a private copy of the state, so nothing is stored or watched.
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     match verb {
-        "get" => Ok(json_response(200, &shared.store().get(&rt, &ns, request.name.as_deref().unwrap_or_default())?)),
+        "get" => {
+            let object = shared.store().get(&rt, &ns, request.name.as_deref().unwrap_or_default())?;
+            if rt.custom && wants_table {
+                let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+                return Ok(table_response(&crate::table::to_table(&[object], &rt.printer_columns, &rv)));
+            }
+            Ok(json_response(200, &object))
+        }
         "list" => {
             let opts = list_options(&rt, &query)?;
-            Ok(json_response(200, &shared.store().list(&rt, request.namespace.as_deref(), &opts)?))
+            let list = shared.store().list(&rt, request.namespace.as_deref(), &opts)?;
+            if rt.custom && wants_table {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+                return Ok(table_response(&crate::table::to_table(&items, &rt.printer_columns, rv)));
+            }
+            Ok(json_response(200, &list))
         }
         "watch" => watch(shared, &rt, request.namespace.clone(), &query),
         "create" => {
@@ -473,6 +492,15 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+fn table_response(table: &Value) -> Response<Body> {
+    let mut response = json_response(200, table);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io"),
+    );
+    response
 }
 
 /// Runs a write on the store, or on a throwaway copy of it for dry runs.

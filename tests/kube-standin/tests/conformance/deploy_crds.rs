@@ -70,6 +70,13 @@ async fn the_project_crds_load_and_validate() {
     }));
     let err = api_error(externals.create(&PostParams::default(), &bad_key).await);
     assert!(err.message.contains("spec.data[0].secretKey"), "{}", err.message);
+    // kubectl prints the CRD's printer columns.
+    let (ok, out, err) = kubectl(cluster.kubeconfig_path(), &["get", "externalsecrets", "-n", &ns], None).await;
+    assert!(ok, "{err}");
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STORE", "REFRESH", "INTERVAL", "STATUS", "READY"], "{out}");
+    assert!(out.lines().any(|l| l.starts_with("db ") && l.contains(" aws ") && l.contains(" 1h")), "{out}");
+
     // The CRDs' category lists every secretbridge kind for kubectl.
     let kc = cluster.kubeconfig_path().to_path_buf();
     let (ok, out, err) = kubectl(&kc, &["get", "secretbridge", "-n", &ns, "-o", "name"], None).await;
