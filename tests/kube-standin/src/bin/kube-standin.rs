@@ -5,7 +5,7 @@ use kube_standin::{KubeStandin, Options};
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: kube-standin [--port PORT] [--state-dir DIR] [--no-rbac] [--issuer URL]");
+    eprintln!("usage: kube-standin [--port PORT] [--state-dir DIR] [--no-rbac] [--issuer URL] [--watch-history EVENTS]");
     std::process::exit(2)
 }
 
@@ -22,6 +22,9 @@ async fn main() {
             "--state-dir" => options.state_dir = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
             "--issuer" => options.issuer = Some(args.next().unwrap_or_else(|| usage())),
             "--no-rbac" => options.rbac = false,
+            "--watch-history" => {
+                options.watch_history = args.next().and_then(|n| n.parse().ok()).unwrap_or_else(|| usage())
+            }
             _ => usage(),
         }
     }
