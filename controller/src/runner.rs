@@ -1,0 +1,102 @@
+//! Wires the reconciler into `kube::runtime::Controller`: watches
+//! ExternalSecrets, the Secrets they write (filtered by the managed label, so
+//! the controller does not cache every Secret in the cluster), and the stores,
+//! mapping a store change to the ExternalSecrets that use it.
+
+use crate::reconcile::{Context, error_policy, reconcile};
+use crate::store_status::{StoreContext, reconcile_cluster_store, reconcile_secret_store, store_error_policy};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use secretbridge_shared::names::MANAGED_LABEL;
+use secretbridge_shared::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
+use std::sync::Arc;
+
+/// Where the controller looks.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only this namespace, or every namespace when `None`.
+    pub namespace: Option<String>,
+}
+
+fn api<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &scope.namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The ExternalSecrets in the cache that read from the given store.
+fn users_of(cache: &Store<ExternalSecret>, kind: StoreKind, name: &str, namespace: Option<&str>) -> Vec<ObjectRef<ExternalSecret>> {
+    cache
+        .state()
+        .iter()
+        .filter(|es| {
+            es.spec.secret_store_ref.kind == kind
+                && es.spec.secret_store_ref.name == name
+                && (namespace.is_none() || es.namespace().as_deref() == namespace)
+        })
+        .map(|es| ObjectRef::from_obj(es.as_ref()))
+        .collect()
+}
+
+/// The ExternalSecrets in the cache that write the given Secret (any
+/// creation policy, so Merge and Orphan targets are watched too).
+fn writers_of(cache: &Store<ExternalSecret>, secret: &Secret) -> Vec<ObjectRef<ExternalSecret>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    cache
+        .state()
+        .iter()
+        .filter(|es| es.namespace() == namespace && es.target_secret_name() == Some(name.as_str()))
+        .map(|es| ObjectRef::from_obj(es.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until the process is asked to stop.
+pub async fn run(client: Client, context: Arc<Context>, scope: Scope, concurrency: u16) {
+    let external_secrets: Api<ExternalSecret> = api(&client, &scope);
+    let secrets: Api<Secret> = api(&client, &scope);
+    let stores: Api<SecretStore> = api(&client, &scope);
+    let cluster_stores: Api<ClusterSecretStore> = Api::all(client.clone());
+    let controller = Controller::new(external_secrets, watcher::Config::default().any_semantic());
+    let cache = controller.store();
+    let (for_secrets, for_stores, for_cluster_stores) = (cache.clone(), cache.clone(), cache);
+    let controller = controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .watches(
+            secrets,
+            watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
+            move |secret| writers_of(&for_secrets, &secret),
+        )
+        .watches(stores, watcher::Config::default(), move |store: SecretStore| {
+            users_of(&for_stores, StoreKind::SecretStore, &store.name_any(), store.namespace().as_deref())
+        })
+        .watches(cluster_stores, watcher::Config::default(), move |store: ClusterSecretStore| {
+            users_of(&for_cluster_stores, StoreKind::ClusterSecretStore, &store.name_any(), None)
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile failed"),
+            }
+        });
+    let store_context = Arc::new(StoreContext { client: client.clone(), backends: context.backends.clone() });
+    let secret_stores = Controller::new(api::<SecretStore>(&client, &scope), watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile_secret_store, store_error_policy, store_context.clone())
+        .for_each(|_| async {});
+    let cluster_stores = Controller::new(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile_cluster_store, store_error_policy, store_context)
+        .for_each(|_| async {});
+    futures::join!(controller, secret_stores, cluster_stores);
+}
