@@ -5,6 +5,7 @@
 //! live in [`resources`], one file each.
 
 pub mod plugin;
+pub mod gcp;
 pub mod resources;
 
 use plugin::schema::SchemaError;
@@ -15,6 +16,7 @@ use secretbridge_shared::terraform::ProviderConfig;
 /// resources when `include_test_resources` is set.
 pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
     let mut builder = ProviderServer::builder::<ProviderConfig>()?;
+    builder = builder.resource(resources::gcp_service_account::GcpServiceAccountResource)?;
     if include_test_resources {
         builder = builder
             .resource(resources::test_object::TestObjectResource::from_env())?

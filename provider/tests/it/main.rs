@@ -3,6 +3,8 @@
 
 mod acceptance;
 mod bench;
+mod gcp_common;
+mod gcp_service_account;
 mod golden;
 mod handshake;
 mod mtls;
