@@ -17,6 +17,8 @@ use secretbridge_shared::terraform::ProviderConfig;
 pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
     let mut builder = ProviderServer::builder::<ProviderConfig>()?;
     builder = builder.resource(resources::gcp_service_account::GcpServiceAccountResource)?;
+    builder = builder.resource(resources::gcp_secret_access::GcpSecretAccessResource)?;
+    builder = builder.resource(resources::gcp_workload_identity::GcpWorkloadIdentityResource)?;
     if include_test_resources {
         builder = builder
             .resource(resources::test_object::TestObjectResource::from_env())?

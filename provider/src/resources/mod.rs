@@ -1,4 +1,6 @@
 //! Terraform resources served by the provider, one file each.
 
+pub mod gcp_secret_access;
 pub mod gcp_service_account;
+pub mod gcp_workload_identity;
 pub mod test_object;

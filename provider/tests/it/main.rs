@@ -4,7 +4,10 @@
 mod acceptance;
 mod bench;
 mod gcp_common;
+mod gcp_secret_access;
 mod gcp_service_account;
+mod gcp_validation;
+mod gcp_workload_identity;
 mod golden;
 mod handshake;
 mod mtls;
