@@ -170,3 +170,30 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn run_flags_parse_in_both_forms() {
+        let options = parse_run(&args(&["--concurrency", "4", "--log-format=json", "--namespace", "team", "--gcp-endpoint", "http://127.0.0.1:9"]))
+            .expect("valid flags");
+        assert_eq!(options.concurrency, Some(4));
+        assert_eq!(options.log_format.as_deref(), Some("json"));
+        assert_eq!(options.namespace.as_deref(), Some("team"));
+        assert_eq!(options.gcp_endpoint.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        assert!(parse_run(&args(&["--concurrency", "many"])).is_err_and(|m| m.contains("--concurrency")));
+        assert!(parse_run(&args(&["--log-format", "xml"])).is_err_and(|m| m.contains("text or json")));
+        assert!(parse_run(&args(&["--bogus"])).is_err_and(|m| m.contains("unknown option")));
+        assert!(parse_run(&args(&["--namespace"])).is_err_and(|m| m.contains("needs a value")));
+    }
+}

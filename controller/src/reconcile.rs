@@ -384,8 +384,9 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
             .as_ref()
             .and_then(|a| a.get(secretbridge_shared::names::DATA_HASH_ANNOTATION))
             .cloned();
+        let owns_whole_secret = policy != CreationPolicy::Merge;
         let changed = existing.as_ref().is_none_or(|s| {
-            desired::is_tampered(s)
+            (owns_whole_secret && desired::is_tampered(s))
                 || s.metadata
                     .annotations
                     .as_ref()

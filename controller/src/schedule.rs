@@ -82,7 +82,13 @@ pub fn sync_cause(
             None if es.spec.target.creation_policy != CreationPolicy::Merge => {
                 return Ok(Some(SyncCause::SecretMissing));
             }
-            Some(secret) if policy != RefreshPolicy::CreatedOnce && is_tampered(secret) => {
+            // A merged Secret holds other writers' keys too, so its hash
+            // cannot show tampering; only Secrets this controller creates are checked.
+            Some(secret)
+                if policy != RefreshPolicy::CreatedOnce
+                    && es.spec.target.creation_policy != CreationPolicy::Merge
+                    && is_tampered(secret) =>
+            {
                 return Ok(Some(SyncCause::Tampered));
             }
             _ => {}
@@ -179,6 +185,8 @@ mod tests {
         let mut merge = external_secret(CreationPolicy::Merge);
         synced(&mut merge, 10);
         assert_eq!(sync_cause(&merge, None, now()), Ok(None));
+        // Someone else's keys in a merged Secret are not tampering.
+        assert_eq!(sync_cause(&merge, Some(&secret), now()), Ok(None));
     }
 
     #[test]
