@@ -4,8 +4,9 @@
 //! schema generation, the [`plugin::resource::Resource`] trait); resources
 //! live in [`resources`], one file each.
 
-pub mod plugin;
 pub mod gcp;
+pub mod kube;
+pub mod plugin;
 pub mod resources;
 
 use plugin::schema::SchemaError;
@@ -16,6 +17,7 @@ use secretbridge_shared::terraform::ProviderConfig;
 /// resources when `include_test_resources` is set.
 pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
     let mut builder = ProviderServer::builder::<ProviderConfig>()?;
+    builder = builder.resource(resources::service_account::ServiceAccountResource)?;
     builder = builder.resource(resources::gcp_service_account::GcpServiceAccountResource)?;
     builder = builder.resource(resources::gcp_secret_access::GcpSecretAccessResource)?;
     builder = builder.resource(resources::gcp_workload_identity::GcpWorkloadIdentityResource)?;

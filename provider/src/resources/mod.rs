@@ -3,4 +3,5 @@
 pub mod gcp_secret_access;
 pub mod gcp_service_account;
 pub mod gcp_workload_identity;
+pub mod service_account;
 pub mod test_object;

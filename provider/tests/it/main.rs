@@ -12,5 +12,6 @@ mod golden;
 mod handshake;
 mod mtls;
 mod rpc;
+mod service_account;
 mod shared_schemas;
 mod support;

@@ -1,0 +1,169 @@
+//! Kubernetes access for the ServiceAccount, store and ExternalSecret
+//! resources: the client built from the provider's `kubernetes {}` block,
+//! and the small helpers every Kubernetes resource file shares (server-side
+//! apply with the Terraform field manager, `ns/name` import IDs, error text).
+
+use std::collections::BTreeMap;
+
+use ::kube::api::{DeleteParams, Patch, PatchParams};
+use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::{Api, Client, Config};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use secretbridge_shared::names::TERRAFORM_FIELD_MANAGER;
+use secretbridge_shared::terraform::{KubernetesConfig, ProviderConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::plugin::diag::{Diagnostic, Diagnostics};
+use crate::plugin::resource::ProviderContext;
+
+/// Builds a client from the provider's `kubernetes {}` block: `host` (with
+/// `token`, `cluster_ca_certificate`, `insecure`) when set, else the
+/// kubeconfig at `config_path` (or the default one) with `config_context`.
+pub async fn client(ctx: &ProviderContext) -> Result<Client, Diagnostics> {
+    let provider: ProviderConfig = ctx.config()?;
+    let settings = provider.kubernetes.unwrap_or_default();
+    // The workspace enables both rustls backends; name one so building the
+    // TLS config never has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = config_from(&settings).await?;
+    Client::try_from(config).map_err(|e| {
+        Diagnostic::error(
+            "Could not build the Kubernetes client",
+            format!("{e}. Check the provider's kubernetes {{}} block (host, cluster_ca_certificate, insecure)."),
+        )
+        .into()
+    })
+}
+
+async fn config_from(settings: &KubernetesConfig) -> Result<Config, Diagnostics> {
+    let options = KubeConfigOptions { context: settings.config_context.clone(), ..KubeConfigOptions::default() };
+    if let Some(host) = &settings.host {
+        let url = host.parse().map_err(|e| {
+            Diagnostics::from(Diagnostic::error(
+                "Invalid kubernetes host",
+                format!("kubernetes.host {host:?} is not a URL: {e}. Set it to the API server URL, e.g. https://10.0.0.1:6443."),
+            ))
+        })?;
+        let mut config = Config::new(url);
+        if let Some(token) = &settings.token {
+            config.auth_info.token = Some(token.clone().into());
+        }
+        if let Some(pem) = &settings.cluster_ca_certificate {
+            let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .map(|c| c.map(|c| c.as_ref().to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    Diagnostics::from(Diagnostic::error(
+                        "Invalid kubernetes cluster_ca_certificate",
+                        format!("kubernetes.cluster_ca_certificate is not PEM: {e}. Paste the PEM certificate, e.g. from base64decode(cluster.certificate_authority_data)."),
+                    ))
+                })?;
+            config.root_cert = Some(certs);
+        }
+        config.accept_invalid_certs = settings.insecure.unwrap_or(false);
+        return Ok(config);
+    }
+    let loaded = match &settings.config_path {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                Diagnostics::from(Diagnostic::error(
+                    "Could not read the kubeconfig",
+                    format!("kubernetes.config_path {path:?}: {e}. Point config_path at a readable kubeconfig file."),
+                ))
+            })?;
+            Config::from_custom_kubeconfig(kubeconfig, &options).await
+        }
+        None => Config::from_kubeconfig(&options).await,
+    };
+    loaded.map_err(|e| {
+        Diagnostic::error(
+            "Could not load the kubeconfig",
+            format!("{e}. Set kubernetes.config_path (and config_context) or kubernetes.host in the provider block."),
+        )
+        .into()
+    })
+}
+
+/// Splits an import ID `NAMESPACE/NAME`; the error names the expected form.
+pub fn split_namespaced_id(kind: &str, id: &str) -> Result<(String, String), Diagnostics> {
+    match id.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.to_owned(), name.to_owned())),
+        _ => Err(Diagnostic::error(
+            format!("Invalid {kind} import ID"),
+            format!("{id:?} is not NAMESPACE/NAME; import with e.g. `terraform import ADDRESS default/my-{}`.", kind.to_lowercase()),
+        )
+        .into()),
+    }
+}
+
+/// An API error as a diagnostic saying what was being done to which object.
+pub fn api_error(action: &str, what: &str, e: &::kube::Error) -> Diagnostics {
+    let hint = match e {
+        ::kube::Error::Api(s) if s.code == 403 => " The provider's Kubernetes identity lacks RBAC for this; grant it or use another context.",
+        ::kube::Error::Api(s) if s.code == 404 => " The API or namespace does not exist; install the secretbridge CRDs and create the namespace first.",
+        _ => "",
+    };
+    Diagnostic::error(format!("Could not {action} {what}"), format!("{e}.{hint}")).into()
+}
+
+/// Server-side applies `object` as the Terraform field manager (forcing
+/// conflicts: Terraform's configuration is the source of truth for the
+/// fields it sets) and returns what the server stored.
+pub async fn apply<K>(api: &Api<K>, name: &str, object: &serde_json::Value, what: &str) -> Result<K, Diagnostics>
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let params = PatchParams::apply(TERRAFORM_FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(object)).await.map_err(|e| api_error("apply", what, &e))
+}
+
+/// Deletes an object; already gone is success.
+pub async fn delete<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), Diagnostics>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(::kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(api_error("delete", what, &e)),
+    }
+}
+
+/// Reads an object; `None` when it does not exist.
+pub async fn get<K>(api: &Api<K>, name: &str, what: &str) -> Result<Option<K>, Diagnostics>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.map_err(|e| api_error("read", what, &e))
+}
+
+/// A cluster map as a Terraform optional map: an empty map stays `{}` when
+/// the configuration said `{}`, and is null otherwise, so neither form
+/// shows a diff against a cluster that has no entries.
+pub fn optional_map(current: &Option<BTreeMap<String, String>>, found: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    if found.is_empty() && current.as_ref().is_none_or(|m| !m.is_empty()) { None } else { Some(found) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_id_needs_namespace_and_name() {
+        assert_eq!(split_namespaced_id("ServiceAccount", "app/db").ok(), Some(("app".into(), "db".into())));
+        for bad in ["db", "/db", "app/", "a/b/c"] {
+            assert!(split_namespaced_id("ServiceAccount", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_cluster_map_follows_the_configuration_form() {
+        let empty = BTreeMap::new();
+        assert_eq!(optional_map(&None, empty.clone()), None);
+        assert_eq!(optional_map(&Some(BTreeMap::new()), empty.clone()), Some(BTreeMap::new()));
+        let one: BTreeMap<String, String> = [("a".to_string(), "b".to_string())].into();
+        assert_eq!(optional_map(&None, one.clone()), Some(one));
+    }
+}
