@@ -5,5 +5,6 @@
 
 mod data_calls;
 mod faults;
+mod kube_tokens;
 mod support;
 mod web_identity;

@@ -164,15 +164,6 @@ impl TestIssuer {
         TestIssuer { url, ca_pem: ca.pem(), key, forger, task }
     }
 
-    /// `host/path` of the issuer, as IAM condition keys and provider ARNs use it.
-    pub fn host_path(&self) -> String {
-        self.url.trim_start_matches("https://").to_string()
-    }
-
-    pub fn provider_arn(&self) -> String {
-        format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{}", self.host_path())
-    }
-
     /// Claims of a Kubernetes projected service-account token.
     pub fn claims(&self, namespace: &str, service_account: &str, aud: &str, expires_in: i64) -> Value {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
@@ -245,7 +236,12 @@ impl World {
     }
 
     pub async fn register_issuer(&self, client_ids: &[&str]) {
-        let mut req = self.iam().create_open_id_connect_provider().url(&self.issuer.url);
+        self.register_issuer_url(&self.issuer.url.clone(), client_ids).await;
+    }
+
+    /// Registers any issuer URL as an IAM OIDC provider (through the guard).
+    pub async fn register_issuer_url(&self, url: &str, client_ids: &[&str]) {
+        let mut req = self.iam().create_open_id_connect_provider().url(url);
         for id in client_ids {
             req = req.client_id_list(*id);
         }
@@ -254,12 +250,24 @@ impl World {
 
     /// An IRSA role trusting `system:serviceaccount:NS:SA` (StringEquals on sub and aud).
     pub async fn irsa_role(&self, role: &str, sub_condition: (&str, &str), inline_policy: Option<Value>) -> String {
-        let hp = self.issuer.host_path();
+        self.irsa_role_for(&self.issuer.url.clone(), role, sub_condition, inline_policy).await
+    }
+
+    /// An IRSA role trusting a service account of the issuer at `issuer_url`.
+    pub async fn irsa_role_for(
+        &self,
+        issuer_url: &str,
+        role: &str,
+        sub_condition: (&str, &str),
+        inline_policy: Option<Value>,
+    ) -> String {
+        let hp = issuer_url.trim_start_matches("https://").trim_end_matches('/').to_string();
+        let provider_arn = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{hp}");
         let trust = json!({
             "Version": "2012-10-17",
             "Statement": [{
                 "Effect": "Allow",
-                "Principal": { "Federated": self.issuer.provider_arn() },
+                "Principal": { "Federated": provider_arn },
                 "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {
                     "StringEquals": { format!("{hp}:aud"): AUDIENCE },

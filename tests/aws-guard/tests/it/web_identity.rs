@@ -15,7 +15,7 @@ fn read_a_policy() -> serde_json::Value {
 }
 
 /// The STS error code and message behind a failed credentials load.
-fn sts_refusal(err: &(dyn std::error::Error + 'static)) -> (String, String) {
+pub fn sts_refusal(err: &(dyn std::error::Error + 'static)) -> (String, String) {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(sdk) = e.downcast_ref::<SdkError<AssumeRoleWithWebIdentityError, HttpResponse>>()
