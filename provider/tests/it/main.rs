@@ -4,6 +4,7 @@
 mod acceptance;
 mod bench;
 mod gcp_common;
+mod gcp_end_to_end;
 mod gcp_secret_access;
 mod gcp_service_account;
 mod gcp_validation;
