@@ -227,7 +227,7 @@ pub struct ExternalSecretStatus {
     /// When the Secret was last synced from the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_time: Option<Time>,
-    /// `metadata.generation` of the ExternalSecret at the last sync, so a spec change is seen.
+    /// What was synced last: the ExternalSecret's `metadata.generation`, followed by `-` and a short hash of the `secretbridge.io/force-sync` annotation when it is set, so a spec change or a new force-sync value is seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_resource_version: Option<String>,
     /// The Secret this ExternalSecret writes.
