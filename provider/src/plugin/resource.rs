@@ -76,8 +76,13 @@ pub trait Resource: Send + Sync + 'static {
         0
     }
 
-    /// Extra validation beyond the schema annotations. Unknown values in
-    /// configuration appear as `None`.
+    /// Extra validation beyond the schema annotations. Called only with a
+    /// fully known configuration: while any value is unknown (it references
+    /// another resource's computed attribute, e.g. during `terraform
+    /// validate` or a plan that creates both) the model cannot be built, so
+    /// only the schema rules of the known values are checked. Terraform
+    /// validates again once the references are known (in the plan that runs
+    /// during apply), so this check still happens before anything is changed.
     fn validate(&self, _config: &Self::State) -> Diagnostics {
         Diagnostics::default()
     }
@@ -198,8 +203,12 @@ impl<R: Resource> DynResource for Registered<R> {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
+        // Schema rules apply to the known values; an unknown value is no
+        // error. A required attribute that is unknown is absent from the
+        // model's JSON, so the typed model (and `Resource::validate`) waits
+        // for a fully known configuration.
         let mut diags = validate_rules(config, &self.schema.rules, &AttrPath::default());
-        if !diags.has_errors() {
+        if !diags.has_errors() && !config.contains_unknown() {
             match self.typed(config) {
                 Ok(typed) => diags.extend(self.resource.validate(&typed)),
                 Err(d) => diags.extend(d),
@@ -792,5 +801,145 @@ mod tests {
         let (planned, replace) = plan_change(&prior, &proposed, &changed_config, &g);
         assert_eq!(replace, vec![AttrPath::root("inner").attr("key")]);
         assert_eq!(planned.attr("id"), &Value::Unknown, "computed id unknown once something changes");
+    }
+
+    /// The test-only resource's configuration with `content` set to `content`.
+    fn test_object_config(name: Value, content: Value) -> Value {
+        obj(&[
+            ("name", name),
+            ("content", content),
+            ("secret", Value::Null),
+            ("format", Value::Null),
+            ("labels", Value::Null),
+            ("owner", Value::Null),
+            ("token_wo", Value::Null),
+            ("id", Value::Null),
+            ("revision", Value::Null),
+        ])
+    }
+
+    fn test_object() -> Registered<crate::resources::test_object::TestObjectResource> {
+        Registered::new(crate::resources::test_object::TestObjectResource::in_dir("/nonexistent")).unwrap()
+    }
+
+    #[test]
+    fn unknown_required_attribute_is_not_a_validation_error() {
+        let r = test_object();
+        // content references another resource's computed attribute.
+        let diags = DynResource::validate(&r, &test_object_config(s("alpha"), Value::Unknown));
+        assert!(!diags.has_errors(), "{diags:?}");
+        let diags = DynResource::validate(&r, &test_object_config(Value::Unknown, Value::Unknown));
+        assert!(!diags.has_errors(), "{diags:?}");
+    }
+
+    #[test]
+    fn known_values_are_still_checked_next_to_unknown_ones() {
+        let r = test_object();
+        // The name's pattern applies even though content is unknown.
+        let diags = DynResource::validate(&r, &test_object_config(s("Not_Valid"), Value::Unknown));
+        assert!(diags.has_errors());
+        assert!(format!("{diags:?}").contains("regular expression"), "{diags:?}");
+        // Unknown leaves inside collections and nested objects are skipped too.
+        let mut config = test_object_config(s("alpha"), s("fine"));
+        if let Value::Map(m) = &mut config {
+            m.insert("format".into(), Value::Unknown);
+            m.insert("labels".into(), obj(&[("team", Value::Unknown)]));
+            m.insert("owner".into(), obj(&[("team", Value::Unknown), ("email", Value::Null)]));
+        }
+        let diags = DynResource::validate(&r, &config);
+        assert!(!diags.has_errors(), "{diags:?}");
+        if let Value::Map(m) = &mut config {
+            m.insert("format".into(), s("yaml"));
+        }
+        let diags = DynResource::validate(&r, &config);
+        assert!(format!("{diags:?}").contains("must be one of"), "known enum still checked: {diags:?}");
+    }
+
+    #[test]
+    fn typed_validation_runs_once_the_configuration_is_known() {
+        let r = test_object();
+        // Resource::validate rejects "forbidden" content; it waits for known values.
+        let diags = DynResource::validate(&r, &test_object_config(s("alpha"), s("forbidden")));
+        assert!(format!("{diags:?}").contains("Forbidden content"), "{diags:?}");
+        let mut config = test_object_config(s("alpha"), s("forbidden"));
+        if let Value::Map(m) = &mut config {
+            m.insert("secret".into(), Value::Unknown);
+        }
+        let diags = DynResource::validate(&r, &config);
+        assert!(!diags.has_errors(), "typed validation skipped while a value is unknown: {diags:?}");
+        // And a fully known valid configuration passes.
+        assert!(!DynResource::validate(&r, &test_object_config(s("alpha"), s("v1"))).has_errors());
+    }
+
+    #[test]
+    fn unknown_config_values_are_planned_with_modifiers() {
+        let g = generate::<Outer>(0, SchemaOptions::default()).unwrap();
+        // Create: name (requires-replace) and a nested key unknown; defaults
+        // still apply and computed values are unknown, no replace.
+        let config = obj(&[
+            ("name", Value::Unknown),
+            ("inner", obj(&[("key", Value::Unknown), ("interval", Value::Null), ("uid", Value::Null)])),
+            ("items", Value::Null),
+            ("id", Value::Null),
+        ]);
+        let (planned, replace) = plan_change(&Value::Null, &config, &config, &g);
+        assert!(replace.is_empty());
+        assert_eq!(planned.attr("name"), &Value::Unknown);
+        assert_eq!(planned.attr("inner").attr("key"), &Value::Unknown);
+        assert_eq!(planned.attr("inner").attr("interval"), &s("1h"), "default next to an unknown");
+        assert_eq!(planned.attr("id"), &Value::Unknown);
+
+        // Update: an unknown requires-replace value against a known prior
+        // value may change, so it plans a replace (as the framework does).
+        let prior = obj(&[
+            ("name", s("a")),
+            ("inner", obj(&[("key", s("k1")), ("interval", s("1h")), ("uid", s("u1"))])),
+            ("items", Value::Null),
+            ("id", s("i1")),
+        ]);
+        let config = obj(&[
+            ("name", Value::Unknown),
+            ("inner", obj(&[("key", s("k1")), ("interval", Value::Null), ("uid", Value::Null)])),
+            ("items", Value::Null),
+            ("id", Value::Null),
+        ]);
+        let mut proposed = prior.clone();
+        if let Value::Map(m) = &mut proposed {
+            m.insert("name".into(), Value::Unknown);
+        }
+        let (planned, replace) = plan_change(&prior, &proposed, &config, &g);
+        assert_eq!(replace, vec![AttrPath::root("name")]);
+        assert_eq!(planned.attr("name"), &Value::Unknown);
+        assert_eq!(planned.attr("inner").attr("uid"), &s("u1"), "nested computed keeps its prior value");
+        assert_eq!(planned.attr("id"), &Value::Unknown, "computed values unknown once something may change");
+        // A known, unchanged value next to it forces nothing.
+        assert!(!replace.contains(&AttrPath::root("inner").attr("key")));
+    }
+
+    #[test]
+    fn use_state_for_unknown_keeps_prior_value_when_a_reference_is_unknown() {
+        let g = generate::<crate::resources::test_object::TestObject>(0, SchemaOptions::default()).unwrap();
+        let prior = obj(&[
+            ("name", s("alpha")),
+            ("content", s("rev-1")),
+            ("secret", Value::Null),
+            ("format", s("pretty")),
+            ("labels", Value::Null),
+            ("owner", Value::Null),
+            ("token_wo", Value::Null),
+            ("id", s("alpha")),
+            ("revision", Value::Number(crate::plugin::value::Number::Int(1))),
+        ]);
+        let config = test_object_config(s("alpha"), Value::Unknown);
+        let mut proposed = prior.clone();
+        if let Value::Map(m) = &mut proposed {
+            m.insert("content".into(), Value::Unknown);
+        }
+        let (planned, replace) = plan_change(&prior, &proposed, &config, &g);
+        assert!(replace.is_empty(), "content updates in place: {replace:?}");
+        assert_eq!(planned.attr("content"), &Value::Unknown);
+        assert_eq!(planned.attr("id"), &s("alpha"), "use-state-for-unknown");
+        assert_eq!(planned.attr("revision"), &Value::Unknown);
+        assert_eq!(planned.attr("format"), &s("pretty"), "default");
     }
 }

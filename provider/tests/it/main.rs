@@ -16,3 +16,4 @@ mod rpc;
 mod service_account;
 mod shared_schemas;
 mod support;
+mod unknown_references;
