@@ -625,7 +625,10 @@ fn validate_node(v: &Value, node: &AttrNode, path: &AttrPath, diags: &mut Diagno
                     Ok(re) if !re.is_match(s) => diags.push(Diagnostic::attribute_error(
                         path.clone(),
                         "Value does not match the required pattern",
-                        format!("{path} is {s:?}; it must match the regular expression {pattern}."),
+                        match r.description.as_str() {
+                            "" => format!("{path} is {s:?}; it must match the regular expression {pattern}."),
+                            about => format!("{path} is {s:?}; it must match the regular expression {pattern}. {path}: {about}"),
+                        },
                     )),
                     Ok(_) => {}
                     Err(e) => diags.push(Diagnostic::error(

@@ -68,6 +68,9 @@ pub struct AttrRules {
     pub minimum: Option<f64>,
     /// Maximum number.
     pub maximum: Option<f64>,
+    /// The attribute's description, quoted in validation errors so a bad
+    /// value's diagnostic says what a good one looks like.
+    pub description: String,
 }
 
 /// Rules for one attribute and, for nested objects, their attributes.
@@ -371,6 +374,7 @@ impl Converter<'_> {
                 max_length: resolved.get("maxLength").or(resolved.get("maxItems")).and_then(J::as_u64),
                 minimum: resolved.get("minimum").and_then(J::as_f64),
                 maximum: resolved.get("maximum").and_then(J::as_f64),
+                description: description(&resolved),
                 ..AttrRules::default()
             };
             r.computed = r.computed_only || flag("x-terraform-computed") || r.default.is_some();

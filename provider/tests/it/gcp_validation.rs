@@ -59,6 +59,15 @@ fn bad_gcp_input_fails_at_plan_with_attribute_paths() {
         ] {
             assert!(text.contains(message), "{message} missing:\n{text}");
         }
+        // A pattern failure also says what a good value looks like (the
+        // attribute's description); Terraform wraps lines, so compare words.
+        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for hint in [
+            "6 to 30 lowercase letters, digits and hyphens, starting with a letter",
+            "IAM member, e.g. `serviceAccount:app@P.iam.gserviceaccount.com`",
+        ] {
+            assert!(words.contains(hint), "{hint} missing:\n{text}");
+        }
         assert_eq!(
             env.standin.call_counts().values().sum::<u64>(),
             0,
