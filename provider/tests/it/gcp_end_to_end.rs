@@ -142,18 +142,15 @@ fn ksa_reads_only_the_granted_secret_through_workload_identity() {
 }
 
 resource "secretbridge_gcp_workload_identity" "eso" {
-  service_account            = "eso-reader@p.iam.gserviceaccount.com"
+  # References, as a platform team writes them: unknown until the GSA exists.
+  service_account            = secretbridge_gcp_service_account.eso.email
   namespace                  = "apps"
   kubernetes_service_account = "eso"
-  # Literals, not references: the plugin layer cannot yet validate a required
-  # attribute that is unknown at plan.
-  depends_on = [secretbridge_gcp_service_account.eso]
 }
 
 resource "secretbridge_gcp_secret_access" "eso" {
-  member     = "serviceAccount:eso-reader@p.iam.gserviceaccount.com"
-  secrets    = ["granted"]
-  depends_on = [secretbridge_gcp_service_account.eso]
+  member  = secretbridge_gcp_service_account.eso.member
+  secrets = ["granted"]
 }
 "#,
     );
