@@ -312,7 +312,9 @@ impl Resource for GcpSecretAccessResource {
         )
         .await?;
         Ok(GcpSecretAccess {
-            id: Some(id_of(&project, &planned)),
+            // The id names the grant, and the plan kept the prior one
+            // (use-state-for-unknown): moving between scopes must not change it.
+            id: prior.id.clone().or_else(|| Some(id_of(&project, &planned))),
             project: Some(project),
             ..planned
         })

@@ -2,12 +2,14 @@
 //! stand-in: create with the member wired from a service account, the set
 //! diff in the plan when secrets are added and removed, drift (member removed
 //! out of band is re-added), import with an empty plan, and destroy leaving a
-//! foreign member of the same role on the same secret intact.
+//! foreign member of the same role on the same secret intact; and
+//! `scope = "project"`, which grants on the project and moves back in place.
 
 use google_cloud_iam_v1::model::Policy;
+use google_cloud_resourcemanager_v3::client::Projects;
 
 use crate::acceptance::Workdir;
-use crate::gcp_common::{GcpEnv, PROJECT, apply, assert_empty_plan, tag};
+use crate::gcp_common::{GcpEnv, PROJECT, apply, assert_empty_plan, bearer, tag};
 
 const ACCESSOR: &str = "roles/secretmanager.secretAccessor";
 const FOREIGN: &str = "user:foreign@example.com";
@@ -24,11 +26,8 @@ fn config(account_id: &str, secrets: &[String]) -> String {
 }}
 
 resource "secretbridge_gcp_secret_access" "app" {{
-  # A literal, not secretbridge_gcp_service_account.app.member: the plugin
-  # layer cannot yet validate a required attribute that is unknown at plan.
-  member     = "serviceAccount:{account_id}@{PROJECT}.iam.gserviceaccount.com"
-  secrets    = [{list}]
-  depends_on = [secretbridge_gcp_service_account.app]
+  member  = secretbridge_gcp_service_account.app.member
+  secrets = [{list}]
 }}
 "#
     )
@@ -164,5 +163,81 @@ fn gcp_secret_access_lifecycle_on_both_clis() {
     let env = GcpEnv::start();
     for version in ["1.0.3", "1.15.5"] {
         lifecycle(&env, version);
+    }
+}
+
+/// Whether the project's own policy grants `member` the accessor role.
+fn project_holds(env: &GcpEnv, member: &str) -> bool {
+    let projects = env
+        .rt
+        .block_on(
+            Projects::builder()
+                .with_endpoint(env.standin.endpoint())
+                .with_credentials(bearer(env.standin.admin_token()))
+                .build(),
+        )
+        .expect("Resource Manager client");
+    env.rt
+        .block_on(
+            projects
+                .get_iam_policy()
+                .set_resource(format!("projects/{PROJECT}"))
+                .send(),
+        )
+        .expect("project policy")
+        .bindings
+        .iter()
+        .any(|b| b.role == ACCESSOR && b.members.iter().any(|m| m == member))
+}
+
+fn project_scope_config(account_id: &str, scope: &str) -> String {
+    format!(
+        r#"resource "secretbridge_gcp_service_account" "app" {{
+  account_id = "{account_id}"
+}}
+
+resource "secretbridge_gcp_secret_access" "app" {{
+  member = secretbridge_gcp_service_account.app.member
+  {scope}
+}}
+"#
+    )
+}
+
+#[test]
+fn gcp_secret_access_project_scope_on_both_clis() {
+    let env = GcpEnv::start();
+    for version in ["1.0.3", "1.15.5"] {
+        let w = Workdir::new(version);
+        let t = tag(version);
+        let secret = format!("wide-{t}");
+        env.standin
+            .seed_secret(PROJECT, &secret, &[b"v1"])
+            .expect("seed secret");
+        let account_id = format!("wide-{t}-reader");
+        let member = format!("serviceAccount:{account_id}@{PROJECT}.iam.gserviceaccount.com");
+
+        // Project scope grants on the project policy, not on the secret.
+        env.write_config(&w, &project_scope_config(&account_id, "scope = \"project\""));
+        apply(&w);
+        assert!(project_holds(&env, &member), "project-wide grant");
+        assert!(!holds(&env, &secret, &member), "no secret-level grant");
+        assert_empty_plan(&w, "after a project-scope create");
+
+        // Narrowing to one secret updates in place and drops the project grant.
+        env.write_config(
+            &w,
+            &project_scope_config(&account_id, &format!("secrets = [\"{secret}\"]")),
+        );
+        let (changes, plan) = w.plan_has_changes();
+        assert!(changes && plan.contains("updated in-place"), "{plan}");
+        assert!(!plan.contains("must be replaced"), "{plan}");
+        apply(&w);
+        assert!(!project_holds(&env, &member), "the project grant is gone");
+        assert!(holds(&env, &secret, &member));
+        assert_empty_plan(&w, "after narrowing to one secret");
+
+        w.ok(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
+        assert!(!project_holds(&env, &member) && !holds(&env, &secret, &member));
     }
 }
