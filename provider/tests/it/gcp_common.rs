@@ -8,6 +8,7 @@ use google_cloud_auth::credentials::{
     CacheableResource, Credentials, CredentialsProvider, EntityTag,
 };
 use google_cloud_iam_admin_v1::client::Iam;
+use google_cloud_iam_v1::model::Policy;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
 use crate::acceptance::Workdir;
@@ -123,4 +124,12 @@ pub fn assert_empty_plan(w: &Workdir, when: &str) {
 /// A short tag per CLI so both lifecycles can share one stand-in.
 pub fn tag(version: &str) -> &'static str {
     if version == "1.0.3" { "old" } else { "new" }
+}
+
+/// Whether `policy` binds `member` to `role`.
+pub fn grants(policy: &Policy, role: &str, member: &str) -> bool {
+    policy
+        .bindings
+        .iter()
+        .any(|b| b.role == role && b.members.iter().any(|m| m == member))
 }

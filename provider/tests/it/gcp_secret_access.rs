@@ -9,7 +9,7 @@ use google_cloud_iam_v1::model::Policy;
 use google_cloud_resourcemanager_v3::client::Projects;
 
 use crate::acceptance::Workdir;
-use crate::gcp_common::{GcpEnv, PROJECT, apply, assert_empty_plan, bearer, tag};
+use crate::gcp_common::{GcpEnv, PROJECT, apply, assert_empty_plan, bearer, grants, tag};
 
 const ACCESSOR: &str = "roles/secretmanager.secretAccessor";
 const FOREIGN: &str = "user:foreign@example.com";
@@ -45,10 +45,7 @@ fn policy(env: &GcpEnv, secret: &str) -> Policy {
 }
 
 fn holds(env: &GcpEnv, secret: &str, member: &str) -> bool {
-    policy(env, secret)
-        .bindings
-        .iter()
-        .any(|b| b.role == ACCESSOR && b.members.iter().any(|m| m == member))
+    grants(&policy(env, secret), ACCESSOR, member)
 }
 
 fn lifecycle(env: &GcpEnv, version: &str) {
@@ -177,17 +174,16 @@ fn project_holds(env: &GcpEnv, member: &str) -> bool {
                 .build(),
         )
         .expect("Resource Manager client");
-    env.rt
+    let policy = env
+        .rt
         .block_on(
             projects
                 .get_iam_policy()
                 .set_resource(format!("projects/{PROJECT}"))
                 .send(),
         )
-        .expect("project policy")
-        .bindings
-        .iter()
-        .any(|b| b.role == ACCESSOR && b.members.iter().any(|m| m == member))
+        .expect("project policy");
+    grants(&policy, ACCESSOR, member)
 }
 
 fn project_scope_config(account_id: &str, scope: &str) -> String {

@@ -12,7 +12,7 @@ use google_cloud_iam_v1::model::Policy;
 use terraform_provider_secretbridge::gcp;
 
 use crate::acceptance::Workdir;
-use crate::gcp_common::{GcpEnv, PROJECT, apply, assert_empty_plan, tag};
+use crate::gcp_common::{GcpEnv, PROJECT, apply, assert_empty_plan, grants, tag};
 
 const WI_USER: &str = "roles/iam.workloadIdentityUser";
 const POOL: &str = "p.svc.id.goog";
@@ -33,10 +33,7 @@ fn policy(env: &GcpEnv, email: &str) -> Policy {
 }
 
 fn holds(env: &GcpEnv, email: &str, member: &str) -> bool {
-    policy(env, email)
-        .bindings
-        .iter()
-        .any(|b| b.role == WI_USER && b.members.iter().any(|m| m == member))
+    grants(&policy(env, email), WI_USER, member)
 }
 
 fn config(service_account: &str, ksa: &str) -> String {
