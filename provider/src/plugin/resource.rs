@@ -164,7 +164,7 @@ impl<R: Resource> Registered<R> {
     }
 
     fn typed(&self, v: &Value) -> Result<R::State, Diagnostics> {
-        serde_json::from_value(super::schema::value_to_model_json(v, &self.schema.rules)).map_err(|e| {
+        self.schema.to_model(v).map_err(|e| {
             Diagnostic::error(
                 format!("Invalid {} value", self.resource.type_name()),
                 format!("the value does not match the resource model: {e}"),
@@ -174,9 +174,7 @@ impl<R: Resource> Registered<R> {
     }
 
     fn untyped(&self, s: &R::State) -> Result<Value, Diagnostics> {
-        let json = serde_json::to_value(s).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
-        let mut v = super::schema::model_json_to_value(&json, &self.schema.ty, &self.schema.rules)
-            .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        let mut v = self.schema.from_model(s).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
         null_write_only(&mut v, &self.schema.rules);
         Ok(v)
     }
@@ -328,7 +326,7 @@ impl<D: DataSource> RegisteredDataSource<D> {
     }
 
     fn typed(&self, v: &Value) -> Result<D::Model, Diagnostics> {
-        serde_json::from_value(super::schema::value_to_model_json(v, &self.schema.rules)).map_err(|e| {
+        self.schema.to_model(v).map_err(|e| {
             Diagnostic::error(
                 format!("Invalid {} configuration", self.source.type_name()),
                 format!("the value does not match the data source model: {e}"),
@@ -362,9 +360,7 @@ impl<D: DataSource> DynDataSource for RegisteredDataSource<D> {
         Box::pin(async move {
             let typed = self.typed(&config)?;
             let model = self.source.read(&ctx, typed).await?;
-            let json = serde_json::to_value(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
-            super::schema::model_json_to_value(&json, &self.schema.ty, &self.schema.rules)
-                .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))
+            self.schema.from_model(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))
         })
     }
 }
@@ -424,12 +420,9 @@ impl<E: EphemeralResource> DynEphemeral for RegisteredEphemeral<E> {
 
     fn open<'a>(&'a self, ctx: Arc<ProviderContext>, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
-            let typed: E::Model = serde_json::from_value(super::schema::value_to_model_json(&config, &self.schema.rules))
-                .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+            let typed: E::Model = self.schema.to_model(&config).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
             let model = self.inner.open(&ctx, typed).await?;
-            let json = serde_json::to_value(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
-            super::schema::model_json_to_value(&json, &self.schema.ty, &self.schema.rules)
-                .map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))
+            self.schema.from_model(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))
         })
     }
 }

@@ -108,6 +108,29 @@ pub struct GeneratedSchema {
     pub rules: RuleTree,
 }
 
+/// Why a Rust model could not become a Terraform value.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The model did not serialize to JSON.
+    #[error(transparent)]
+    Serialize(#[from] serde_json::Error),
+    /// The JSON did not fit the schema's type.
+    #[error(transparent)]
+    Value(#[from] super::value::ValueError),
+}
+
+impl GeneratedSchema {
+    /// A Terraform value as the Rust model this schema was generated from.
+    pub fn to_model<M: serde::de::DeserializeOwned>(&self, v: &super::value::Value) -> Result<M, serde_json::Error> {
+        serde_json::from_value(value_to_model_json(v, &self.rules))
+    }
+
+    /// A Rust model as a Terraform value of this schema's type.
+    pub fn from_model<M: serde::Serialize>(&self, model: &M) -> Result<super::value::Value, ModelError> {
+        Ok(model_json_to_value(&serde_json::to_value(model)?, &self.ty, &self.rules)?)
+    }
+}
+
 /// Options for [`generate`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SchemaOptions {
