@@ -396,6 +396,16 @@ impl<'s, S: Serialize + DeserializeOwned> PlannedState<'s, S> {
         Ok(())
     }
 
+    /// Sets one top-level attribute of the plan (typically a computed one
+    /// the hook can derive at plan time), leaving every other value exactly
+    /// as planned.
+    pub fn set_attr(&mut self, name: &str, value: Value) {
+        if let Value::Map(entries) = &mut self.value {
+            entries.insert(name.to_owned(), value);
+        }
+        self.model = self.schema.to_model(&self.value).ok();
+    }
+
     /// The adjusted plan.
     pub fn into_value(self) -> Value {
         self.value
