@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod gcp;
 pub mod kube;
+pub mod planned;
 pub mod plugin;
 pub mod resources;
 
