@@ -46,8 +46,8 @@ pub struct AwsClients {
     sdk: SdkConfig,
 }
 
-/// Accounts already asked for, per credentials and endpoint: IAM answers
-/// the same for the life of the process.
+/// Caller ARNs already asked for, per credentials and endpoint: STS
+/// answers the same for the life of the process.
 static ACCOUNTS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
 fn cached_account(key: &str) -> Option<String> {
@@ -129,25 +129,34 @@ impl AwsClients {
 
     /// The caller's account ID (`sts:GetCallerIdentity`), asked once per process.
     pub async fn account_id(&self) -> Result<String, Diagnostics> {
-        if let Some(account) = cached_account(&self.cache_key) {
-            return Ok(account);
-        }
-        let out = self
-            .sts()
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| api_error("identify the AWS account (sts:GetCallerIdentity)", "the provider's credentials", &e))?;
-        let account = out.account().unwrap_or_default().to_owned();
-        if account.is_empty() {
-            return Err(Diagnostic::error(
+        Ok(self.caller().await?.0)
+    }
+
+    /// The caller's account ID and ARN partition (`aws`, `aws-cn`...), from
+    /// `sts:GetCallerIdentity`, asked once per process.
+    pub async fn caller(&self) -> Result<(String, String), Diagnostics> {
+        let caller_arn = match cached_account(&self.cache_key) {
+            Some(arn) => arn,
+            None => {
+                let out = self
+                    .sts()
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| api_error("identify the AWS account (sts:GetCallerIdentity)", "the provider's credentials", &e))?;
+                let arn = out.arn().unwrap_or_default().to_owned();
+                remember_account(&self.cache_key, &arn);
+                arn
+            }
+        };
+        match policy::Arn::parse(&caller_arn) {
+            Some(arn) if !arn.account.is_empty() => Ok((arn.account, arn.partition)),
+            _ => Err(Diagnostic::error(
                 "Could not identify the AWS account",
-                "sts:GetCallerIdentity answered without an account; check aws.endpoint points at STS.",
+                format!("sts:GetCallerIdentity answered the caller ARN {caller_arn:?}, which names no account; check aws.endpoint points at STS."),
             )
-            .into());
+            .into()),
         }
-        remember_account(&self.cache_key, &account);
-        Ok(account)
     }
 }
 

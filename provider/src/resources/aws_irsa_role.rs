@@ -17,8 +17,10 @@ use serde_json::Value as J;
 
 use crate::aws::policy::{self, Arn, Scope};
 use crate::aws::{self, AwsClients};
+use crate::planned::{Known, PlannedIrsaRole};
 use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
-use crate::plugin::resource::{ProviderContext, Resource};
+use crate::plugin::resource::{PlannedState, ProviderContext, Resource};
+use crate::plugin::value::Value;
 use crate::resources::gcp_workload_identity::dns_label_problem;
 
 /// The name of the role's one inline policy.
@@ -338,6 +340,44 @@ impl Resource for AwsIrsaRoleResource {
         }
         diags.extend(access_problems(&config.access));
         diags
+    }
+
+    /// Derives the ARN and both policies at plan time once their inputs are
+    /// known (they are pure functions of the configuration and the region),
+    /// so the plan shows the exact grant; and records the role for the
+    /// cross-resource checks of ServiceAccounts.
+    async fn modify_plan(&self, ctx: &ProviderContext, _prior: Option<&AwsIrsaRole>, planned: &mut PlannedState<'_, AwsIrsaRole>) -> Diagnostics {
+        let inputs = ["name", "path", "oidc_provider_arn", "namespace", "service_account", "access"];
+        let inputs_known = inputs.iter().all(|n| !planned.is_unknown(&AttrPath::root(n)));
+        if inputs_known
+            && let Some(mut model) = planned.model().cloned()
+            && let Ok(aws) = aws::config(ctx)
+            && let Some(scope) = Scope::for_provider(&model.oidc_provider_arn, &aws.region)
+            && let Ok((trust, access)) = derived(&model, &aws.region)
+        {
+            model.arn = Some(scope.role_arn(&model.path, &model.name));
+            model.id = Some(model.name.clone());
+            model.trust_policy_json = Some(trust);
+            model.access_policy_json = Some(access);
+            model.policies_in_sync = true;
+            if let Err(diags) = planned.set(model) {
+                return diags;
+            }
+        }
+        let raw = planned.value();
+        let text = |name: &str| match raw.attr(name) {
+            Value::String(s) => Known::Value(s.clone()),
+            _ => Known::Unknown,
+        };
+        if let Known::Value(name) = text("name") {
+            ctx.planned.record_irsa_role(PlannedIrsaRole {
+                name,
+                arn: text("arn"),
+                namespace: text("namespace"),
+                service_account: text("service_account"),
+            });
+        }
+        Diagnostics::default()
     }
 
     async fn create(&self, ctx: &ProviderContext, planned: AwsIrsaRole) -> Result<AwsIrsaRole, Diagnostics> {

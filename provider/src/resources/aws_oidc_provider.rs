@@ -11,7 +11,7 @@ use secretbridge_shared::terraform::AwsOidcProvider;
 
 use crate::aws::{self, AwsClients, thumbprint};
 use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
-use crate::plugin::resource::{ProviderContext, Resource};
+use crate::plugin::resource::{PlannedState, ProviderContext, Resource};
 
 /// The `secretbridge_aws_oidc_provider` resource.
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,6 +139,32 @@ impl Resource for AwsOidcProviderResource {
             ));
         }
         diags
+    }
+
+    /// The ARN is `arn:PARTITION:iam::ACCOUNT:oidc-provider/HOST[/PATH]`:
+    /// known at plan time once the caller's account is (one cached
+    /// `sts:GetCallerIdentity`), so roles trusting this provider can derive
+    /// their trust policy in the same plan. Left unknown if STS cannot be asked.
+    async fn modify_plan(&self, ctx: &ProviderContext, _prior: Option<&AwsOidcProvider>, planned: &mut PlannedState<'_, AwsOidcProvider>) -> Diagnostics {
+        if planned.is_unknown(&AttrPath::root("url")) || !planned.is_unknown(&AttrPath::root("arn")) {
+            return Diagnostics::default();
+        }
+        let Some(mut model) = planned.model().cloned() else {
+            return Diagnostics::default();
+        };
+        let Ok(clients) = AwsClients::new(ctx).await else {
+            return Diagnostics::default();
+        };
+        if let Ok((account, partition)) = clients.caller().await {
+            let issuer = model.url.trim_start_matches("https://").trim_end_matches('/').to_owned();
+            let arn = format!("arn:{partition}:iam::{account}:oidc-provider/{issuer}");
+            model.arn = Some(arn.clone());
+            model.id = Some(arn);
+            if let Err(diags) = planned.set(model) {
+                return diags;
+            }
+        }
+        Diagnostics::default()
     }
 
     async fn create(&self, ctx: &ProviderContext, planned: AwsOidcProvider) -> Result<AwsOidcProvider, Diagnostics> {

@@ -114,6 +114,11 @@ fn lifecycle(env: &AwsEnv, version: &str) {
     // Create: trust admits exactly apps/reader with the IRSA audience; the
     // one inline policy reads exactly the parameter and the secret.
     env.write_config(&w, &config(tag, &first, "a", &["/app/db/url"]));
+    let (changes, plan) = w.plan_has_changes();
+    assert!(changes, "{plan}");
+    // The ARN and the grant are known before anything exists.
+    assert!(plan.contains(&format!("\"arn:aws:iam::{ACCOUNT}:role/{first}\"")), "role ARN known at plan:\n{plan}");
+    assert!(plan.contains(&parameter_arn("/app/db/url")), "grant shown at plan:\n{plan}");
     apply(&w);
     let doc = trust(env, &first).expect("role created");
     let st = &doc["Statement"][0];
@@ -143,6 +148,9 @@ fn lifecycle(env: &AwsEnv, version: &str) {
     let (changes, plan) = w.plan_has_changes();
     assert!(changes && plan.contains("updated in-place") && !plan.contains("must be replaced"), "{plan}");
     assert!(plan.contains("\"/app/shared/*\""), "the plan names the new parameter:\n{plan}");
+    // The derived grant is computed at plan time: the new ARNs are in the plan.
+    assert!(plan.contains(&parameter_arn("/app/shared/*")), "the plan shows the new grant:\n{plan}");
+    assert!(plan.contains(&parameter_arn("/app/shared")), "the plan shows the path grant:\n{plan}");
     apply(&w);
     let access = inline(env, &first);
     assert_eq!(
