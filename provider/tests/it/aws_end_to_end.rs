@@ -7,7 +7,8 @@
 //! and identity policies: a TokenRequest token of the right ServiceAccount
 //! assumes the role and reads the granted parameter but is denied another
 //! one; tokens of another ServiceAccount or another namespace cannot assume
-//! the role at all.
+//! the role at all. The trust lookup for plan-time checks
+//! (`aws::irsa_trust_subjects`) reads the same role, and nothing after destroy.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::{Credentials, SharedCredentialsProvider};
@@ -16,6 +17,9 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube_standin::KubeStandin;
 use serde_json::json;
+
+use terraform_provider_secretbridge::aws::irsa_trust_subjects;
+use terraform_provider_secretbridge::plugin::resource::ProviderContext;
 
 use crate::acceptance::Workdir;
 use crate::aws_common::{AwsEnv, REGION, apply, assert_empty_plan};
@@ -126,6 +130,16 @@ fn derived_irsa_role_admits_only_its_service_account_and_grants_only_its_paramet
     }
     assert!(env.guard.stats().denied("AssumeRoleWithWebIdentity") >= 2, "{:?}", env.guard.stats());
 
+    // The plan-time trust lookup other resources use reads the same role.
+    let ctx = ProviderContext {
+        config: json!({"aws": {"region": REGION, "endpoint": endpoint, "access_key": "testing", "secret_key": "testing"}}),
+        ..ProviderContext::default()
+    };
+    let subjects = env.rt.block_on(irsa_trust_subjects(&ctx, &role_arn)).expect("trust lookup");
+    assert_eq!(subjects, Some(vec![("apps".to_owned(), "reader".to_owned())]));
+
     w.ok(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
+    let gone = env.rt.block_on(irsa_trust_subjects(&ctx, &role_arn)).expect("trust lookup");
+    assert_eq!(gone, None, "a deleted role has no trust");
     assert!(env.role_names().is_empty() && env.oidc_provider_arns().is_empty(), "IAM still holds objects after destroy");
 }
