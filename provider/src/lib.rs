@@ -22,6 +22,9 @@ pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaEr
     builder = builder.resource(resources::service_account::ServiceAccountResource)?;
     builder = builder.resource(resources::aws_oidc_provider::AwsOidcProviderResource)?;
     builder = builder.resource(resources::aws_irsa_role::AwsIrsaRoleResource)?;
+    builder = builder.resource(resources::secret_store::SecretStoreResourceType)?;
+    builder = builder.resource(resources::cluster_secret_store::ClusterSecretStoreResourceType)?;
+    builder = builder.resource(resources::external_secret::ExternalSecretResourceType)?;
     builder = builder.resource(resources::gcp_service_account::GcpServiceAccountResource)?;
     builder = builder.resource(resources::gcp_secret_access::GcpSecretAccessResource)?;
     builder = builder.resource(resources::gcp_workload_identity::GcpWorkloadIdentityResource)?;
