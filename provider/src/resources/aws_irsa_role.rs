@@ -563,6 +563,68 @@ mod tests {
         d.0.iter().map(|d| format!("{} {}: {}", d.path.as_ref().map(ToString::to_string).unwrap_or_default(), d.summary, d.detail)).collect::<Vec<_>>().join("\n")
     }
 
+    fn role(trust: &J) -> Role {
+        Role::builder()
+            .path("/")
+            .role_name("reader")
+            .role_id("AROAEXAMPLE")
+            .arn("arn:aws:iam::123456789012:role/reader")
+            .create_date(aws_sdk_iam::primitives::DateTime::from_secs(0))
+            .assume_role_policy_document(trust.to_string())
+            .build()
+            .unwrap()
+    }
+
+    fn refreshed(trust: J, inline_names: &[&str], access: Option<J>) -> AwsIrsaRole {
+        let remote = RemotePolicies {
+            trust: Some(trust.clone()),
+            inline_names: inline_names.iter().map(|n| (*n).to_owned()).collect(),
+            access,
+        };
+        to_state(&role(&trust), &remote, &config(), "eu-west-1").unwrap()
+    }
+
+    fn derived_docs() -> (J, J) {
+        let c = config();
+        let scope = Scope::for_provider(&c.oidc_provider_arn, "eu-west-1").unwrap();
+        (policy::trust_policy(&c.oidc_provider_arn, &c.namespace, &c.service_account), policy::access_policy(&scope, &c.access))
+    }
+
+    #[test]
+    fn refresh_of_an_untouched_role_is_in_sync_and_matches_the_configuration() {
+        let (trust, access) = derived_docs();
+        let state = refreshed(trust, &[ACCESS_POLICY_NAME], Some(access));
+        assert!(state.policies_in_sync);
+        let expected = config();
+        assert_eq!(
+            (&state.oidc_provider_arn, &state.namespace, &state.service_account, &state.access),
+            (&expected.oidc_provider_arn, &expected.namespace, &expected.service_account, &expected.access)
+        );
+    }
+
+    #[test]
+    fn refresh_reads_an_edited_trust_back_into_the_service_account() {
+        let (mut trust, access) = derived_docs();
+        trust["Statement"][0]["Condition"]["StringEquals"]["issuer.example.com:sub"] = J::from("system:serviceaccount:apps:intruder");
+        let state = refreshed(trust, &[ACCESS_POLICY_NAME], Some(access));
+        assert_eq!(state.service_account, "intruder", "the plan will show intruder -> reader");
+        assert!(state.policies_in_sync, "the trust is the derivation of what was read");
+    }
+
+    #[test]
+    fn refresh_flags_foreign_or_widened_inline_policies() {
+        let (trust, access) = derived_docs();
+        assert!(!refreshed(trust.clone(), &[ACCESS_POLICY_NAME, "rogue"], Some(access.clone())).policies_in_sync);
+        let mut widened = access;
+        if let Some(statements) = widened["Statement"].as_array_mut() {
+            statements.push(serde_json::json!({"Effect": "Allow", "Action": "ssm:PutParameter", "Resource": "*"}));
+        }
+        let state = refreshed(trust.clone(), &[ACCESS_POLICY_NAME], Some(widened));
+        assert!(!state.policies_in_sync);
+        assert_eq!(state.access, config().access, "the grant read back is unchanged; only the flag shows the drift");
+        assert!(!refreshed(trust, &[], None).policies_in_sync, "a missing inline policy");
+    }
+
     #[test]
     fn good_configuration_passes() {
         let d = AwsIrsaRoleResource.validate(&config());
