@@ -394,10 +394,13 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
                     != new_hash.as_ref()
         });
         let params = PatchParams::apply(CONTROLLER_FIELD_MANAGER).force();
-        secrets
+        let written = secrets
             .patch(&target, &params, &Patch::Apply(&desired))
             .await
             .map_err(|source| ReconcileError::WriteSecret { name: target.clone(), source })?;
+        if owns_whole_secret {
+            remove_foreign_keys(&secrets, &target, &written, &desired).await?;
+        }
         if changed {
             let (reason, note) = match (&existing, cause) {
                 (None, _) => ("Created", format!("Secret {target} created")),
@@ -410,6 +413,38 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
     let condition = Condition::ready(ConditionStatus::True, reason::SECRET_SYNCED, "Secret was synced");
     record_success(es, ctx, condition, cause, &target, now).await?;
     Ok(requeue_action(es, now))
+}
+
+/// Keys someone else added to a Secret this ExternalSecret owns whole
+/// (every policy but Merge). Server-side apply keeps fields other managers
+/// own, so restoring a tampered Secret must drop them explicitly: the
+/// restored data is exactly the desired data.
+fn foreign_keys(written: &Secret, desired: &Secret) -> Vec<String> {
+    let wanted = desired.data.as_ref();
+    written
+        .data
+        .iter()
+        .flatten()
+        .map(|(key, _)| key)
+        .chain(written.string_data.iter().flatten().map(|(key, _)| key))
+        .filter(|key| !wanted.is_some_and(|data| data.contains_key(*key)))
+        .cloned()
+        .collect()
+}
+
+async fn remove_foreign_keys(secrets: &Api<Secret>, target: &str, written: &Secret, desired: &Secret) -> Result<(), ReconcileError> {
+    let extra = foreign_keys(written, desired);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let removal: serde_json::Map<String, serde_json::Value> = extra.into_iter().map(|key| (key, serde_json::Value::Null)).collect();
+    let patch = serde_json::json!({ "data": removal });
+    let params = PatchParams { field_manager: Some(CONTROLLER_FIELD_MANAGER.to_string()), ..PatchParams::default() };
+    secrets
+        .patch(target, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|source| ReconcileError::WriteSecret { name: target.to_string(), source })?;
+    Ok(())
 }
 
 fn requeue_action(es: &ExternalSecret, now: Timestamp) -> Option<Duration> {
@@ -573,6 +608,18 @@ async fn resolve_store(es: &ExternalSecret, namespace: &str, ctx: &Context) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tamper_restoration_drops_keys_someone_else_added() {
+        use k8s_openapi::ByteString;
+        let secret = |keys: &[&str]| Secret {
+            data: Some(keys.iter().map(|k| (k.to_string(), ByteString(b"v".to_vec()))).collect()),
+            ..Secret::default()
+        };
+        assert_eq!(foreign_keys(&secret(&["a", "extra"]), &secret(&["a"])), vec!["extra".to_string()]);
+        assert!(foreign_keys(&secret(&["a"]), &secret(&["a"])).is_empty());
+        assert_eq!(foreign_keys(&secret(&["x"]), &Secret::default()), vec!["x".to_string()]);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
