@@ -66,6 +66,9 @@ pub struct CredentialError {
     pub transient: bool,
 }
 
+/// A status this process wrote, with the uid of the ExternalSecret it was written to.
+type WrittenStatus = (Option<String>, ExternalSecretStatus);
+
 /// Shared state of the reconciler.
 pub struct Context {
     /// Kubernetes client.
@@ -78,6 +81,11 @@ pub struct Context {
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Clock, replaceable in tests.
     pub now: fn() -> Timestamp,
+    /// The last status this process wrote per ExternalSecret (with its uid).
+    /// A reconcile triggered by our own Secret write can run before the
+    /// watch cache has our status write; without this it would see the
+    /// ExternalSecret as never synced and fetch everything a second time.
+    written: Mutex<HashMap<(String, String), WrittenStatus>>,
 }
 
 impl Context {
@@ -93,7 +101,33 @@ impl Context {
             backends,
             failures: Mutex::new(HashMap::new()),
             now: Timestamp::now,
+            written: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn remember_status(&self, es: &ExternalSecret, status: &ExternalSecretStatus) {
+        let key = (es.namespace().unwrap_or_default(), es.name_any());
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.insert(key, (es.metadata.uid.clone(), status.clone()));
+    }
+
+    /// The ExternalSecret with the status this process last wrote, when the
+    /// cached copy is older (its refreshTime is behind ours); `None` when the
+    /// cached copy is current.
+    fn with_written_status(&self, es: &ExternalSecret) -> Option<ExternalSecret> {
+        let key = (es.namespace().unwrap_or_default(), es.name_any());
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let (uid, status) = written.get(&key)?;
+        if *uid != es.metadata.uid {
+            return None;
+        }
+        let cached = es.status.as_ref().and_then(|s| s.refresh_time.as_ref()).map(|t| t.0);
+        let ours = status.refresh_time.as_ref().map(|t| t.0);
+        (ours > cached).then(|| {
+            let mut fresher = es.clone();
+            fresher.status = Some(status.clone());
+            fresher
+        })
     }
 
     fn failure_count(&self, key: (String, String), bump: bool) -> u32 {
@@ -344,6 +378,8 @@ async fn record_failure(es: &ExternalSecret, ctx: &Context, error: &ReconcileErr
 
 /// The sync itself.
 pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration>, ReconcileError> {
+    let fresher = ctx.with_written_status(es);
+    let es = fresher.as_ref().unwrap_or(es);
     let namespace = es.namespace().ok_or(ReconcileError::MissingMetadata("namespace"))?;
     let target = es
         .target_secret_name()
@@ -550,6 +586,7 @@ async fn write_status(ctx: &Context, es: &ExternalSecret, status: &ExternalSecre
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| ReconcileError::WriteStatus { name, source })?;
+    ctx.remember_status(es, status);
     Ok(())
 }
 
