@@ -77,15 +77,15 @@ pub struct Context {
     pub backends: Arc<dyn BackendFactory>,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
-    /// Consecutive transient failures per ExternalSecret, for backoff.
-    failures: Mutex<HashMap<(String, String), u32>>,
-    /// Clock, replaceable in tests.
-    pub now: fn() -> Timestamp,
     /// The last status this process wrote per ExternalSecret (with its uid).
     /// A reconcile triggered by our own Secret write can run before the
     /// watch cache has our status write; without this it would see the
     /// ExternalSecret as never synced and fetch everything a second time.
     written: Mutex<HashMap<(String, String), WrittenStatus>>,
+    /// Consecutive transient failures per ExternalSecret, for backoff.
+    failures: Mutex<HashMap<(String, String), u32>>,
+    /// Clock, replaceable in tests.
+    pub now: fn() -> Timestamp,
 }
 
 impl Context {
@@ -99,9 +99,9 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             backends,
+            written: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             now: Timestamp::now,
-            written: Mutex::new(HashMap::new()),
         }
     }
 
