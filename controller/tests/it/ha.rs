@@ -1,0 +1,146 @@
+//! Leader election with two controller processes on the Kubernetes stand-in:
+//! only the leader reconciles; killing it (SIGKILL) hands the Lease to the
+//! standby, which then reconciles new ExternalSecrets; SIGTERM releases the
+//! Lease (empty holderIdentity) and exits 0. Reconciling is observed through
+//! what only a reconcile writes: the ExternalSecret's Ready condition (the
+//! store is missing, so no cloud is needed) and the `/metrics` counters.
+
+use crate::process::{ControllerProcess, eventually, http_get, sample};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use kube_standin::testing::Cluster;
+use secretbridge_shared::ExternalSecret;
+use std::path::Path;
+use std::time::Instant;
+
+const LEASE: &str = "secretbridge-ha-test";
+
+async fn holder(client: &Client, namespace: &str) -> Option<Lease> {
+    Api::<Lease>::namespaced(client.clone(), namespace).get_opt(LEASE).await.ok().flatten()
+}
+
+fn holder_identity(lease: &Lease) -> Option<String> {
+    lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty())
+}
+
+/// Creates an ExternalSecret that reads from a SecretStore that does not exist.
+async fn create_external_secret(client: &Client, namespace: &str, name: &str) {
+    let es: ExternalSecret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "secretbridge.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": {"name": "no-such-store", "kind": "SecretStore"},
+            "target": {"name": name},
+            "data": [{"secretKey": "k", "remoteRef": {"key": "/k"}}]
+        }
+    }))
+    .expect("ExternalSecret parses");
+    Api::<ExternalSecret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &es)
+        .await
+        .expect("create ExternalSecret");
+}
+
+/// Waits until a reconcile recorded `Ready=False` for the missing store.
+async fn wait_reconciled(client: &Client, namespace: &str, name: &str) {
+    let api = Api::<ExternalSecret>::namespaced(client.clone(), namespace);
+    eventually(&format!("ExternalSecret {name} to be reconciled"), || {
+        let api = api.clone();
+        async move {
+            let es = api.get(name).await.ok()?;
+            let ready = es.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+            ready.message.as_deref().is_some_and(|m| m.contains("does not exist")).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
+    let mut cluster = Cluster::from_env_or_start().await.expect("kube stand-in starts");
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    cluster.install_crds(&crds).await.expect("CRDs install");
+    let namespace = cluster.create_namespace("ha").await.expect("namespace");
+    let client = cluster.client();
+    let args = |identity: &'static str| {
+        [
+            "--leader-elect=true",
+            "--lease-name",
+            LEASE,
+            "--lease-namespace",
+            namespace.as_str(),
+            "--namespace",
+            namespace.as_str(),
+            "--lease-duration=6s",
+            "--renew-deadline=4s",
+            "--retry-period=1s",
+            "--identity",
+            identity,
+        ]
+        .map(str::to_string)
+    };
+    let start = |identity: &'static str| {
+        let args = args(identity);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ControllerProcess::start(cluster.kubeconfig_path(), &args, &[])
+    };
+
+    let mut first = start("replica-a");
+    eventually("replica-a to take the lease", || async {
+        holder(&client, &namespace).await.filter(|l| holder_identity(l).as_deref() == Some("replica-a"))
+    })
+    .await;
+    let mut second = start("replica-b");
+    // The standby is ready (it would take over) but does not lead.
+    let second_addr = second.metrics_addr().await;
+    eventually("replica-b to stand by and be ready", || async move {
+        let (code, _) = http_get(second_addr, "/readyz").await;
+        let (_, metrics) = http_get(second_addr, "/metrics").await;
+        (code == 200 && sample(&metrics, "secretbridge_leader", "") == Some(0.0)).then_some(())
+    })
+    .await;
+
+    create_external_secret(&client, &namespace, "before-failover").await;
+    wait_reconciled(&client, &namespace, "before-failover").await;
+    let leader_metrics = first.metrics_text().await;
+    assert!(sample(&leader_metrics, "secretbridge_sync_total", "result=\"StoreNotFound\"").is_some_and(|n| n >= 1.0), "{leader_metrics}");
+    assert_eq!(sample(&leader_metrics, "secretbridge_leader", ""), Some(1.0));
+    let standby_metrics = second.metrics_text().await;
+    assert_eq!(sample(&standby_metrics, "secretbridge_sync_total", ""), None, "the standby reconciled:\n{standby_metrics}");
+    let transitions_before = holder(&client, &namespace).await.and_then(|l| l.spec?.lease_transitions).unwrap_or(0);
+
+    let killed_at = Instant::now();
+    first.kill();
+    let lease = eventually("replica-b to take over the lease", || async {
+        holder(&client, &namespace).await.filter(|l| holder_identity(l).as_deref() == Some("replica-b"))
+    })
+    .await;
+    println!("failover: replica-b held the lease {:?} after replica-a was killed (lease duration 6s)", killed_at.elapsed());
+    assert!(lease.spec.and_then(|s| s.lease_transitions).unwrap_or(0) > transitions_before, "a takeover counts a transition");
+
+    create_external_secret(&client, &namespace, "after-failover").await;
+    wait_reconciled(&client, &namespace, "after-failover").await;
+    let new_leader_metrics = second.metrics_text().await;
+    assert_eq!(sample(&new_leader_metrics, "secretbridge_leader", ""), Some(1.0), "{new_leader_metrics}");
+    assert!(sample(&new_leader_metrics, "secretbridge_sync_total", "").is_some_and(|n| n >= 1.0), "{new_leader_metrics}");
+    // JSON logs carry the reconciled object's reference.
+    let mentions_object = second.log_lines().iter().any(|line| {
+        let text = line.to_string();
+        text.contains("after-failover") && text.contains(namespace.as_str())
+    });
+    assert!(mentions_object, "no JSON log line names {namespace}/after-failover:\n{}", second.logs());
+
+    second.terminate();
+    let status = eventually("replica-b to exit after SIGTERM", || {
+        let status = second.try_exit_status();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}:\n{}", second.logs());
+    let released = holder(&client, &namespace).await.expect("the lease still exists");
+    assert_eq!(holder_identity(&released), None, "SIGTERM releases the lease: {released:?}");
+    assert!(second.logs().contains("leader lease released"), "{}", second.logs());
+    cluster.cleanup().await;
+}

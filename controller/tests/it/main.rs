@@ -1,0 +1,7 @@
+//! Integration tests of the controller: the deploy manifests as rendered by
+//! `kubectl kustomize`, and (with the stack) the controller process itself.
+
+mod deploy;
+mod ha;
+mod process;
+mod rbac;
