@@ -374,4 +374,97 @@ mod tests {
         bad.retry_period = Duration::from_secs(10);
         assert!(bad.validate().is_err_and(|m| m.contains("--retry-period")));
     }
+
+    /// Scenarios against a mocked API server: the writes carry the
+    /// resourceVersion read, a lost race (409) means standby, and release
+    /// clears the holder only when we hold the Lease.
+    mod scenarios {
+        use super::*;
+        use http::{Method, Request, Response};
+        use kube::client::Body;
+        use serde_json::{Value, json};
+        use tower_test::mock;
+
+        type Script = Vec<(Method, u16, Value)>;
+
+        /// Serves `script` in order; returns the bodies of the requests.
+        async fn against(script: Script, attempt: impl AsyncFnOnce(LeaseLock) -> Result<Attempt, LeaseError>) -> (Result<Attempt, LeaseError>, Vec<Value>) {
+            let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+            let server = tokio::spawn(async move {
+                let mut bodies = Vec::new();
+                for (method, code, reply) in script {
+                    let (request, send) = handle.next_request().await.expect("a request");
+                    assert_eq!(request.method(), method);
+                    let collection = "/apis/coordination.k8s.io/v1/namespaces/secretbridge-system/leases";
+                    let expected = if method == Method::POST { collection.to_string() } else { format!("{collection}/secretbridge-controller") };
+                    assert_eq!(request.uri().path(), expected);
+                    let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
+                    bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+                    send.send_response(Response::builder().status(code).body(Body::from(reply.to_string().into_bytes())).expect("response"));
+                }
+                bodies
+            });
+            let lock = LeaseLock::new(kube::Client::new(service, "default"), config("a"));
+            let result = attempt(lock).await;
+            let bodies = server.await.expect("server task");
+            (result, bodies)
+        }
+
+        fn lease_json(holder: Option<&str>, renewed: Timestamp) -> Value {
+            let mut held = lease(holder, 0, 2);
+            if let Some(spec) = held.spec.as_mut() {
+                spec.renew_time = Some(MicroTime(renewed));
+            }
+            held.metadata.name = Some("secretbridge-controller".into());
+            held.metadata.namespace = Some("secretbridge-system".into());
+            serde_json::to_value(held).unwrap_or(Value::Null)
+        }
+
+        fn conflict() -> Value {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"})
+        }
+
+        #[tokio::test]
+        async fn taking_an_expired_lease_is_conditional_and_a_lost_race_means_standby() {
+            let expired = lease_json(Some("b"), Timestamp::now() - SignedDuration::from_secs(60));
+            let script = vec![(Method::GET, 200, expired), (Method::PUT, 409, conflict())];
+            let (result, bodies) = against(script, async |lock| lock.try_acquire_or_renew().await).await;
+            assert_eq!(result.expect("no error"), Attempt::Standby { holder: None });
+            assert_eq!(bodies[1]["metadata"]["resourceVersion"], "7", "the update carries the resourceVersion read");
+            assert_eq!(bodies[1]["spec"]["holderIdentity"], "a");
+            assert_eq!(bodies[1]["spec"]["leaseTransitions"], 3);
+        }
+
+        #[tokio::test]
+        async fn a_valid_lease_of_another_is_left_alone_and_a_missing_one_is_created() {
+            let valid = lease_json(Some("b"), Timestamp::now());
+            let (result, bodies) = against(vec![(Method::GET, 200, valid)], async |lock| lock.try_acquire_or_renew().await).await;
+            assert_eq!(result.expect("no error"), Attempt::Standby { holder: Some("b".into()) });
+            assert_eq!(bodies.len(), 1, "no write");
+            let missing = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+            let created = lease_json(Some("a"), Timestamp::now());
+            let (result, bodies) = against(vec![(Method::GET, 404, missing), (Method::POST, 201, created)], async |lock| lock.try_acquire_or_renew().await).await;
+            assert_eq!(result.expect("no error"), Attempt::Leading);
+            assert_eq!(bodies[1]["spec"]["holderIdentity"], "a");
+        }
+
+        #[tokio::test]
+        async fn release_clears_the_holder_only_when_it_is_us() {
+            let ours = lease_json(Some("a"), Timestamp::now());
+            let released = lease_json(None, Timestamp::now());
+            let (_, bodies) = against(vec![(Method::GET, 200, ours), (Method::PUT, 200, released)], async |lock| {
+                assert!(lock.release().await.expect("released"));
+                Ok(Attempt::Leading)
+            })
+            .await;
+            assert!(bodies[1]["spec"].get("holderIdentity").is_none_or(Value::is_null), "{}", bodies[1]);
+            let theirs = lease_json(Some("b"), Timestamp::now());
+            let (_, bodies) = against(vec![(Method::GET, 200, theirs)], async |lock| {
+                assert!(!lock.release().await.expect("nothing to release"));
+                Ok(Attempt::Leading)
+            })
+            .await;
+            assert_eq!(bodies.len(), 1, "someone else's lease is not touched");
+        }
+    }
 }
