@@ -125,6 +125,21 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     let new_leader_metrics = second.metrics_text().await;
     assert_eq!(sample(&new_leader_metrics, "secretbridge_leader", ""), Some(1.0), "{new_leader_metrics}");
     assert!(sample(&new_leader_metrics, "secretbridge_sync_total", "").is_some_and(|n| n >= 1.0), "{new_leader_metrics}");
+    for name in [
+        "secretbridge_provider_api_calls_total",
+        "secretbridge_sync_total",
+        "secretbridge_reconcile_duration_seconds",
+        "secretbridge_externalsecret_ready",
+        "secretbridge_workqueue_depth",
+        "secretbridge_leader",
+    ] {
+        assert!(new_leader_metrics.contains(&format!("# TYPE {name} ")), "{name} missing:\n{new_leader_metrics}");
+    }
+    // Both ExternalSecrets are in the new leader's cache, both not ready,
+    // neither waiting for a sync.
+    let not_ready = format!("namespace=\"{namespace}\",status=\"False\"");
+    assert_eq!(sample(&new_leader_metrics, "secretbridge_externalsecret_ready", &not_ready), Some(2.0), "{new_leader_metrics}");
+    assert!(sample(&new_leader_metrics, "secretbridge_reconcile_duration_seconds_count", "").is_some_and(|n| n >= 1.0));
     // JSON logs carry the reconciled object's reference.
     let mentions_object = second.log_lines().iter().any(|line| {
         let text = line.to_string();
