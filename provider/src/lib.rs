@@ -6,6 +6,7 @@
 
 pub mod gcp;
 pub mod kube;
+pub mod planned;
 pub mod plugin;
 pub mod resources;
 
