@@ -200,9 +200,14 @@ async fn run(options: RunOptions) -> Result<(), String> {
     let signal = futures::FutureExt::shared(Box::pin(runner::termination_signal()));
     if !options.leader_elect {
         metrics.set_role(Role::Solo);
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stopping.send(true);
+        });
         let ready = health.clone();
-        runner::run_until(client, context, scope, concurrency, signal, move || ready.set_ready(true)).await;
-        tracing::info!("stopped after in-flight reconciles finished");
+        let reconcilers = runner::run_until(client, context, scope, concurrency, stop_requested(stopped.clone()), move || ready.set_ready(true));
+        within_grace(reconcilers, stopped).await;
         return Ok(());
     }
     let config = lease_config(&options, client.default_namespace().to_string())?;
@@ -229,34 +234,30 @@ async fn run(options: RunOptions) -> Result<(), String> {
     tracing::info!(identity = %config.identity, "became leader; reconciling");
     metrics.set_role(Role::Leader);
     health.set_ready(false);
-    let (lost_sender, lost_receiver) = tokio::sync::oneshot::channel::<LostLease>();
-    let renewer = {
+    // One task decides why we stop (signal or lost lease) and tells the
+    // reconcilers; the renewer keeps the lease meanwhile.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let reason = {
         let lock = lock.clone();
         tokio::spawn(async move {
-            let lost = lock.keep_renewing().await;
-            let _ = lost_sender.send(lost);
+            let reason = tokio::select! {
+                () = signal => Stopped::Signal,
+                lost = lock.keep_renewing() => {
+                    tracing::error!(?lost, "leader lease lost; stopping the reconcilers");
+                    Stopped::LeaseLost(lost)
+                }
+            };
+            let _ = stopping.send(true);
+            reason
         })
     };
-    let stopped = Arc::new(std::sync::Mutex::new(Stopped::Signal));
-    let shutdown = {
-        let stopped = stopped.clone();
-        let signal = signal.clone();
-        async move {
-            tokio::select! {
-                () = signal => {}
-                lost = lost_receiver => {
-                    if let Ok(lost) = lost {
-                        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Stopped::LeaseLost(lost);
-                    }
-                }
-            }
-        }
-    };
     let ready = health.clone();
-    runner::run_until(client, context, scope, concurrency, shutdown, move || ready.set_ready(true)).await;
-    renewer.abort();
-    let stopped = std::mem::replace(&mut *stopped.lock().unwrap_or_else(|p| p.into_inner()), Stopped::Signal);
-    match stopped {
+    let reconcilers = runner::run_until(client, context, scope, concurrency, stop_requested(stopped.clone()), move || ready.set_ready(true));
+    within_grace(reconcilers, stopped).await;
+    metrics.set_role(Role::Standby);
+    // The reconcilers only stop after the reason task has sent `true`, so it has finished.
+    let reason = reason.await.unwrap_or(Stopped::Signal);
+    match reason {
         Stopped::Signal => {
             match lock.release().await {
                 Ok(true) => tracing::info!("in-flight reconciles finished; leader lease released"),
@@ -268,6 +269,31 @@ async fn run(options: RunOptions) -> Result<(), String> {
         Stopped::LeaseLost(lost) => Err(format!(
             "lost the leader lease ({lost:?}); exiting so the replica restarts as a standby"
         )),
+    }
+}
+
+/// The longest wait for in-flight reconciles after a stop was requested:
+/// below the Deployment's 30 s termination grace period, so the lease is
+/// still released before the kubelet's SIGKILL.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves once `true` was sent; never if the sender went away without it.
+async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    if stopped.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs the reconcilers until they stop by themselves after a stop request,
+/// or [`SHUTDOWN_GRACE`] after it, whichever is first.
+async fn within_grace(reconcilers: impl std::future::Future<Output = ()>, stopped: tokio::sync::watch::Receiver<bool>) {
+    let deadline = async {
+        stop_requested(stopped).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = reconcilers => tracing::info!("reconcilers stopped after in-flight reconciles finished"),
+        () = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not stop within the grace period; stopping anyway"),
     }
 }
 
@@ -287,7 +313,12 @@ fn main() -> ExitCode {
         },
         Some("run") => match parse_run(&args[1..]) {
             Ok(options) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(run(options)),
+                Ok(runtime) => {
+                    let result = runtime.block_on(run(options));
+                    // Don't let a straggling task hold the exit.
+                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    result
+                }
                 Err(e) => Err(format!("starting the Tokio runtime failed: {e}")),
             },
             Err(message) => Err(format!("{message}\n\n{USAGE}")),

@@ -159,3 +159,62 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     assert!(second.logs().contains("leader lease released"), "{}", second.logs());
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_leader_whose_lease_is_taken_stops_and_exits_nonzero() {
+    let mut cluster = Cluster::from_env_or_start().await.expect("kube stand-in starts");
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    cluster.install_crds(&crds).await.expect("CRDs install");
+    let namespace = cluster.create_namespace("lease-lost").await.expect("namespace");
+    let client = cluster.client();
+    let args = [
+        "--leader-elect=true",
+        "--lease-name",
+        LEASE,
+        "--lease-namespace",
+        namespace.as_str(),
+        "--namespace",
+        namespace.as_str(),
+        "--lease-duration=6s",
+        "--renew-deadline=4s",
+        "--retry-period=1s",
+        "--identity=replica-a",
+    ];
+    let mut controller = ControllerProcess::start(cluster.kubeconfig_path(), &args, &[]);
+    let lease = eventually("replica-a to take the lease", || async {
+        holder(&client, &namespace).await.filter(|l| holder_identity(l).as_deref() == Some("replica-a"))
+    })
+    .await;
+    // Another party takes the Lease over (as a replica that saw it expire
+    // during a network partition would); the update is conditional on the
+    // version read, so retry on a conflict with the leader's renewal.
+    let api = Api::<Lease>::namespaced(client.clone(), &namespace);
+    let mut current = lease;
+    loop {
+        if let Some(spec) = current.spec.as_mut() {
+            spec.holder_identity = Some("intruder".into());
+            spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now()));
+            spec.lease_duration_seconds = Some(3600);
+        }
+        match api.replace(LEASE, &PostParams::default(), &current).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                current = api.get(LEASE).await.expect("read lease");
+            }
+            Err(error) => panic!("taking the lease over failed: {error}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + crate::process::PATIENCE;
+    let status = loop {
+        if let Some(status) = controller.try_exit_status() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica-a did not exit after losing the lease:\n{}", controller.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.code(), Some(1), "a lost lease exits 1 so the pod restarts as a standby:\n{}", controller.logs());
+    assert!(controller.logs().contains("lost the leader lease"), "{}", controller.logs());
+    let lease = holder(&client, &namespace).await.expect("lease exists");
+    assert_eq!(holder_identity(&lease).as_deref(), Some("intruder"), "the old leader does not clear someone else's lease");
+    cluster.cleanup().await;
+}
