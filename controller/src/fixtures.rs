@@ -674,6 +674,42 @@ async fn property_of_a_non_json_value_and_a_bad_template_are_reported_naming_the
 }
 
 #[tokio::test]
+async fn cluster_store_regexes_and_namespace_selector_are_enforced_with_a_reason() {
+    let refusing = [
+        json!([{"namespaceRegexes": ["team-.*"]}]),
+        json!([{"namespaceSelector": {"matchLabels": {"team": "y"}}}]),
+        json!([{"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["x"]}]}}]),
+        // Every field of one condition must match: the name does, the labels don't.
+        json!([{"namespaces": [NS], "namespaceSelector": {"matchLabels": {"team": "y"}}}]),
+    ];
+    for conditions in refusing {
+        let backends = FakeBackends::new();
+        let mut es = seed_external_secret();
+        es.spec.secret_store_ref.kind = StoreKind::ClusterSecretStore;
+        es.spec.secret_store_ref.name = "gcp".into();
+        let store = json!({
+            "apiVersion": "secretbridge.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": "gcp"},
+            "spec": {"provider": {"gcpsm": {"projectID": "p"}}, "conditions": conditions}
+        });
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"team": "x"}}});
+        let script = vec![
+            expect(Method::GET, "/apis/secretbridge.io/v1/clustersecretstores/gcp", Reply::Json(store)),
+            expect(Method::GET, "/api/v1/namespaces/multicloud", Reply::Json(namespace)),
+            expect(Method::POST, EVENTS_PATH, Reply::Echo),
+            expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+        ];
+        let (result, seen) = run(es, backends.clone(), script).await;
+        result.expect("permanent error recorded");
+        let (status, _, message) = ready(&seen[3]);
+        assert_eq!(status, "False", "{conditions}");
+        assert!(message.contains("does not admit namespace \"multicloud\""), "{conditions}: {message}");
+        assert_eq!(seen[2].body["reason"], "StoreNotAdmitted", "{conditions}");
+        assert!(backends.seen_stores.lock().map(|s| s.is_empty()).unwrap_or(false), "no credentials for a refused namespace");
+    }
+}
+
+#[tokio::test]
 async fn creation_policy_none_fetches_but_writes_no_secret() {
     let backends = FakeBackends::new();
     seed_values(&backends);
