@@ -5,3 +5,4 @@ mod deploy;
 mod ha;
 mod process;
 mod rbac;
+mod security;
