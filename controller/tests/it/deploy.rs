@@ -63,6 +63,25 @@ fn is_true(value: &Value) -> bool {
     value.as_bool() == Some(true)
 }
 
+/// Baseline's SELinux and AppArmor controls on one security context.
+fn selinux_and_apparmor(context: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    const SELINUX_TYPES: [&str; 4] = ["container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+    let selinux = &context["seLinuxOptions"];
+    if let Some(type_) = selinux["type"].as_str().filter(|t| !t.is_empty() && !SELINUX_TYPES.contains(t)) {
+        found.push(format!("seLinuxOptions.type {type_} is not allowed"));
+    }
+    for field in ["user", "role"] {
+        if selinux[field].as_str().is_some_and(|v| !v.is_empty()) {
+            found.push(format!("seLinuxOptions.{field} is set"));
+        }
+    }
+    if context["appArmorProfile"]["type"].as_str() == Some("Unconfined") {
+        found.push("appArmorProfile is Unconfined".to_string());
+    }
+    found
+}
+
 /// Pod Security "baseline" and "restricted" violations of one workload.
 fn pod_security_violations(object: &Value) -> Vec<String> {
     let mut found = Vec::new();
@@ -114,6 +133,9 @@ fn pod_security_violations(object: &Value) -> Vec<String> {
     if pod_context["windowsOptions"]["hostProcess"].as_bool() == Some(true) {
         violation("pod is a Windows HostProcess".to_string());
     }
+    for problem in selinux_and_apparmor(pod_context) {
+        violation(format!("pod {problem}"));
+    }
     for container in containers(spec) {
         let cname = container["name"].as_str().unwrap_or_default();
         let context = &container["securityContext"];
@@ -123,6 +145,9 @@ fn pod_security_violations(object: &Value) -> Vec<String> {
         }
         if context["windowsOptions"]["hostProcess"].as_bool() == Some(true) {
             violation("Windows HostProcess".to_string());
+        }
+        for problem in selinux_and_apparmor(context) {
+            violation(problem);
         }
         if context["procMount"].as_str().is_some_and(|m| m != "Default") {
             violation("procMount is not Default".to_string());
@@ -280,6 +305,8 @@ spec:
           securityContext:
             privileged: true
             capabilities: {add: [SYS_ADMIN]}
+            seLinuxOptions: {type: spc_t, user: system_u}
+            appArmorProfile: {type: Unconfined}
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
@@ -309,6 +336,9 @@ webhooks:
         "no cpu request",
         "no memory request",
         "webhook on port 10250",
+        "seLinuxOptions.type spc_t is not allowed",
+        "seLinuxOptions.user is set",
+        "appArmorProfile is Unconfined",
     ] {
         assert!(violations.contains(expected), "expected {expected:?} among:\n{violations}");
     }
