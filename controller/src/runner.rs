@@ -105,8 +105,23 @@ pub async fn run_until(
     context.metrics.watch_external_secrets(cache.clone());
     let ready_cache = cache.clone();
     tokio::spawn(async move {
-        if ready_cache.wait_until_ready().await.is_ok() {
-            on_ready();
+        // The Controller waits on the same store; its readiness signal is a
+        // oneshot that keeps only the last waiter's waker, so a second waiter
+        // may never be woken. Re-poll: once the Controller's wait completes
+        // the value is memoized and the next poll returns at once.
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(100), ready_cache.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("ExternalSecret cache synced; ready");
+                    on_ready();
+                    break;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the ExternalSecret cache never synced");
+                    break;
+                }
+                Err(_) => continue,
+            }
         }
     });
     let (for_secrets, for_stores, for_cluster_stores) = (cache.clone(), cache.clone(), cache);

@@ -122,6 +122,8 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
 
     create_external_secret(&client, &namespace, "after-failover").await;
     wait_reconciled(&client, &namespace, "after-failover").await;
+    // Leading, the replica is ready once its cache has synced.
+    eventually("replica-b to be ready as leader", || async move { (http_get(second_addr, "/readyz").await.0 == 200).then_some(()) }).await;
     let new_leader_metrics = second.metrics_text().await;
     assert_eq!(sample(&new_leader_metrics, "secretbridge_leader", ""), Some(1.0), "{new_leader_metrics}");
     assert!(sample(&new_leader_metrics, "secretbridge_sync_total", "").is_some_and(|n| n >= 1.0), "{new_leader_metrics}");

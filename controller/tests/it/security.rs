@@ -31,158 +31,32 @@ fn the_leak_scan_finds_raw_and_base64_values() {
     assert!(leaks[1].starts_with("events"), "{leaks:?}");
 }
 
-mod end_to_end {
-    use super::find_leaks;
-    use crate::process::{ControllerProcess, eventually};
-    use gcp_standin::{GcpStandin, ProjectSpec, TrustedIssuer};
-    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-    use kube::api::{ListParams, PostParams};
-    use kube::{Api, Client};
-    use kube_standin::testing::Cluster;
-    use secretbridge_shared::names::GCP_SERVICE_ACCOUNT_ANNOTATION;
-    use secretbridge_shared::{ExternalSecret, SecretStore};
-    use serde_json::json;
-    use std::path::Path;
-
-    const PROJECT: &str = "scan-project";
-
-    async fn create<K>(api: &Api<K>, value: serde_json::Value)
-    where
-        K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        let object: K = serde_json::from_value(value).expect("object parses");
-        api.create(&PostParams::default(), &object).await.expect("object created");
-    }
-
-    async fn ready_message(api: &Api<ExternalSecret>, name: &str) -> Option<(String, String)> {
-        let es = api.get(name).await.ok()?;
-        let ready = es.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-        Some((format!("{:?}", ready.status), ready.message.unwrap_or_default()))
-    }
-
-    /// A full Workload Identity sync from the GCP stand-in (TokenRequest,
-    /// identity-binding exchange, generateAccessToken, AccessSecretVersion)
-    /// plus two failing ExternalSecrets (a property of a non-JSON value that
-    /// holds a secret, and a template error), with debug logs: no secret
-    /// value appears in the logs, the Events or any status.
-    #[tokio::test]
-    async fn a_full_gcp_sync_leaks_no_secret_value_into_logs_events_or_status() {
-        let mut cluster = Cluster::from_env_or_start().await.expect("kube stand-in starts");
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-        cluster.install_crds(&crds).await.expect("CRDs install");
-        let kube = cluster.standin().expect("this test needs the stand-in's issuer");
-        let gcp = GcpStandin::start(gcp_standin::Options {
-            projects: vec![ProjectSpec::new(PROJECT)],
-            trusted_issuers: vec![TrustedIssuer {
-                issuer: kube.issuer().to_owned(),
-                ca_pem: Some(kube.ca_pem().to_owned()),
-                workload_pool: format!("{PROJECT}.svc.id.goog"),
-                identity_provider: None,
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("GCP stand-in starts");
-        let namespace = cluster.create_namespace("scan").await.expect("namespace");
-        let client: Client = cluster.client();
-
-        let synced_value = format!("gcp-synced-{}", rand::random::<u64>());
-        let hidden_value = format!("gcp-hidden-{}", rand::random::<u64>());
-        let not_json = format!("password={hidden_value}");
-        gcp.seed_secret(PROJECT, "db-password", &[synced_value.as_bytes()]).expect("seed secret");
-        gcp.seed_secret(PROJECT, "db-config", &[not_json.as_bytes()]).expect("seed secret");
-        let gsa = gcp.seed_service_account(PROJECT, "syncer").expect("seed GSA");
-        gcp.grant(
-            &format!("projects/{PROJECT}/serviceAccounts/{gsa}"),
-            "roles/iam.workloadIdentityUser",
-            &format!("serviceAccount:{PROJECT}.svc.id.goog[{namespace}/app]"),
-        )
-        .expect("grant workloadIdentityUser");
-        for secret in ["db-password", "db-config"] {
-            gcp.grant(&format!("projects/{PROJECT}/secrets/{secret}"), "roles/secretmanager.secretAccessor", &format!("serviceAccount:{gsa}"))
-                .expect("grant secretAccessor");
-        }
-
-        create(
-            &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-            json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": "app", "annotations": {GCP_SERVICE_ACCOUNT_ANNOTATION: gsa}}}),
-        )
-        .await;
-        create(
-            &Api::<SecretStore>::namespaced(client.clone(), &namespace),
-            json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "gcp"},
-                "spec": {"provider": {"gcpsm": {"projectID": PROJECT, "auth": {"workloadIdentity": {
-                    "clusterLocation": "europe-west1", "clusterName": "scan", "serviceAccountRef": {"name": "app"}}}}}}}),
-        )
-        .await;
-        let external_secrets = Api::<ExternalSecret>::namespaced(client.clone(), &namespace);
-        let es = |name: &str, data: serde_json::Value, template: Option<serde_json::Value>| {
-            let mut target = json!({"name": name});
-            if let Some(template) = template {
-                target["template"] = template;
-            }
-            json!({"apiVersion": "secretbridge.io/v1", "kind": "ExternalSecret", "metadata": {"name": name},
-                "spec": {"refreshInterval": "1h", "secretStoreRef": {"name": "gcp", "kind": "SecretStore"},
-                    "target": target, "data": data}})
-        };
-        create(&external_secrets, es("synced", json!([{"secretKey": "password", "remoteRef": {"key": "db-password"}}]), None)).await;
-        create(
-            &external_secrets,
-            es("bad-property", json!([{"secretKey": "password", "remoteRef": {"key": "db-config", "property": "password"}}]), None),
-        )
-        .await;
-        create(
-            &external_secrets,
-            es(
-                "bad-template",
-                json!([{"secretKey": "password", "remoteRef": {"key": "db-password"}}]),
-                Some(json!({"data": {"url": "{{ .password | sha256sum }}"}})),
-            ),
-        )
-        .await;
-
-        let endpoint = gcp.endpoint();
-        let controller = ControllerProcess::start(
-            cluster.kubeconfig_path(),
-            &["--leader-elect=false", "--namespace", &namespace, "--gcp-endpoint", &endpoint, "--log-level=debug"],
-            &[],
-        );
-        let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-        eventually("the synced Secret to hold the GCP value", || {
-            let secrets = secrets.clone();
-            let expected = synced_value.clone();
-            async move {
-                let secret = secrets.get("synced").await.ok()?;
-                let value = secret.data?.get("password")?.0.clone();
-                (value == expected.as_bytes()).then_some(())
-            }
-        })
-        .await;
-        for name in ["bad-property", "bad-template"] {
-            let (status, message) = eventually(&format!("{name} to be refused"), || ready_message(&external_secrets, name)).await;
-            assert_eq!(status, "False", "{name}: {message}");
-        }
-
-        let logs = controller.logs();
-        let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &namespace)
-            .list(&ListParams::default())
-            .await
-            .expect("list events");
-        let events = serde_json::to_string(&events.items).unwrap_or_default();
-        let statuses = external_secrets.list(&ListParams::default()).await.expect("list ExternalSecrets");
-        let statuses = serde_json::to_string(&statuses.items.iter().map(|e| &e.status).collect::<Vec<_>>()).unwrap_or_default();
-        let stores = Api::<SecretStore>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await.expect("list stores");
-        let stores = serde_json::to_string(&stores.items.iter().map(|s| &s.status).collect::<Vec<_>>()).unwrap_or_default();
-        let sources = [("logs", logs.as_str()), ("events", events.as_str()), ("status", statuses.as_str()), ("store status", stores.as_str())];
-        let leaks = find_leaks(&sources, &[&synced_value, &hidden_value]);
-        assert!(leaks.is_empty(), "secret values leaked: {leaks:?}");
-        // The scan read real content: the failing ExternalSecrets' status and
-        // events name the remote key, the logs name the objects.
-        assert_eq!(find_leaks(&sources[1..3], &["db-config"]).len(), 2, "status and events name the remote key:\n{statuses}\n{events}");
-        assert!(logs.contains("bad-template") && logs.contains(namespace.as_str()), "logs name the objects");
-        drop(controller);
-        gcp.shutdown().await;
-        cluster.cleanup().await;
-    }
+/// A full Workload Identity sync from the GCP stand-in (TokenRequest,
+/// identity-binding exchange, generateAccessToken, AccessSecretVersion)
+/// plus two failing ExternalSecrets (a property of a non-JSON value that
+/// holds a secret, and a template error), with debug logs: no secret value
+/// appears in the logs, the Events or any status.
+#[tokio::test]
+async fn a_full_gcp_sync_leaks_no_secret_value_into_logs_events_or_status() {
+    use crate::gcp_sync::GcpSync;
+    use crate::process::ControllerProcess;
+    let env = GcpSync::seed("scan").await;
+    let endpoint = env.gcp.endpoint();
+    let controller = ControllerProcess::start(
+        env.cluster.kubeconfig_path(),
+        &["--leader-elect=false", "--namespace", &env.namespace, "--gcp-endpoint", &endpoint, "--log-level=debug"],
+        &[],
+    );
+    env.wait_synced().await;
+    let logs = controller.logs();
+    let (events, statuses) = env.events_and_statuses().await;
+    let sources = [("logs", logs.as_str()), ("events", events.as_str()), ("status", statuses.as_str())];
+    let leaks = find_leaks(&sources, &[&env.synced_value, &env.hidden_value]);
+    assert!(leaks.is_empty(), "secret values leaked: {leaks:?}");
+    // The scan read real content: the failing ExternalSecrets' status and
+    // events name the remote key, the logs name the objects.
+    assert_eq!(find_leaks(&sources[1..], &["db-config"]).len(), 2, "status and events name the remote key:\n{statuses}\n{events}");
+    assert!(logs.contains("bad-template") && logs.contains(env.namespace.as_str()), "logs name the objects");
+    drop(controller);
+    env.finish().await;
 }
