@@ -1,13 +1,15 @@
 //! The controller runs under exactly the ServiceAccount and RBAC in
-//! `deploy/controller/` on the Kubernetes stand-in with RBAC enforced: it
-//! takes the lease in its own namespace, watches ExternalSecrets cluster-wide,
-//! reads stores and writes status and events, and nothing it does is denied.
+//! `deploy/controller/` on the Kubernetes stand-in with RBAC enforced,
+//! through a full Workload Identity sync from the GCP stand-in: it takes the
+//! lease in its own namespace, watches ExternalSecrets cluster-wide, mints a
+//! token for the store's ServiceAccount, writes the Secret, status and
+//! events, and nothing it does is denied.
 
+use crate::gcp_sync::GcpSync;
 use crate::process::{ControllerProcess, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{ListParams, PostParams};
 use kube::Api;
-use kube_standin::testing::Cluster;
+use kube::api::ListParams;
 use secretbridge_shared::ExternalSecret;
 use std::path::Path;
 
@@ -27,10 +29,9 @@ async fn kubectl_apply(kubeconfig: &Path, files: &[&str]) {
 }
 
 #[tokio::test]
-async fn controller_runs_under_the_deployed_service_account_and_rbac() {
-    let mut cluster = Cluster::from_env_or_start().await.expect("kube stand-in starts (RBAC on)");
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-    cluster.install_crds(&crds).await.expect("CRDs install");
+async fn controller_syncs_under_the_deployed_service_account_and_rbac() {
+    let env = GcpSync::seed("rbac").await;
+    let cluster = &env.cluster;
     let admin_kubeconfig = cluster.kubeconfig_path().to_path_buf();
     kubectl_apply(&admin_kubeconfig, &["namespace.yaml", "serviceaccount.yaml"]).await;
     let token = cluster
@@ -52,13 +53,21 @@ async fn controller_runs_under_the_deployed_service_account_and_rbac() {
     let kubeconfig = dir.path().join("controller-kubeconfig");
     cluster
         .standin()
-        .expect("a stand-in (this test needs to mint a kubeconfig)")
+        .expect("a stand-in (this test mints a kubeconfig)")
         .write_kubeconfig(&token, &kubeconfig)
         .expect("kubeconfig written");
-    let namespace = cluster.create_namespace("rbac").await.expect("namespace");
-    let mut controller = ControllerProcess::start(
+    let endpoint = env.gcp.endpoint();
+    let controller = ControllerProcess::start(
         &kubeconfig,
-        &["--leader-elect=true", "--lease-duration=6s", "--renew-deadline=4s", "--retry-period=1s", "--identity=rbac-replica"],
+        &[
+            "--leader-elect=true",
+            "--lease-duration=6s",
+            "--renew-deadline=4s",
+            "--retry-period=1s",
+            "--identity=rbac-replica",
+            "--gcp-endpoint",
+            &endpoint,
+        ],
         &[("POD_NAMESPACE", SYSTEM_NAMESPACE)],
     );
     let client = cluster.client();
@@ -70,40 +79,11 @@ async fn controller_runs_under_the_deployed_service_account_and_rbac() {
         }
     })
     .await;
-
-    let es: ExternalSecret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "secretbridge.io/v1", "kind": "ExternalSecret",
-        "metadata": {"name": "needs-a-store", "namespace": namespace},
-        "spec": {
-            "refreshInterval": "1h",
-            "secretStoreRef": {"name": "no-such-store", "kind": "SecretStore"},
-            "target": {"name": "needs-a-store"},
-            "data": [{"secretKey": "k", "remoteRef": {"key": "/k"}}]
-        }
-    }))
-    .expect("ExternalSecret parses");
-    let api = Api::<ExternalSecret>::namespaced(client.clone(), &namespace);
-    api.create(&PostParams::default(), &es).await.expect("create ExternalSecret");
-    eventually("the controller to record the missing store in status", || {
-        let api = api.clone();
-        async move {
-            let ready = api.get("needs-a-store").await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-            ready.message.as_deref().is_some_and(|m| m.contains("does not exist")).then_some(())
-        }
-    })
-    .await;
-    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &namespace);
-    eventually("the controller to publish an event", || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items.iter().any(|e| e.reason.as_deref() == Some("StoreNotFound")).then_some(())
-        }
-    })
-    .await;
-    let metrics = controller.metrics_text().await;
-    assert!(metrics.contains("secretbridge_sync_total{result=\"StoreNotFound\"}"), "{metrics}");
+    env.wait_synced().await;
+    let (events, _) = env.events_and_statuses().await;
+    assert!(events.contains("\"Created\""), "the Secret creation was published as an event: {events}");
     let logs = controller.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "the controller was denied something:\n{logs}");
-    cluster.cleanup().await;
+    drop(controller);
+    env.finish().await;
 }
