@@ -118,20 +118,32 @@ impl GcpSync {
         GcpSync { cluster, gcp, namespace, synced_value, hidden_value }
     }
 
-    /// Waits until `synced` holds the GCP value and both bad ones are refused.
-    pub async fn wait_synced(&self) {
-        let client = self.cluster.client();
-        let secrets = Api::<Secret>::namespaced(client.clone(), &self.namespace);
-        eventually("the synced Secret to hold the GCP value", || {
+    /// Creates another ExternalSecret `name` that syncs `db-password` into Secret `name`.
+    pub async fn create_synced_external_secret(&self, name: &str) {
+        let api = Api::<ExternalSecret>::namespaced(self.cluster.client(), &self.namespace);
+        let password = json!([{"secretKey": "password", "remoteRef": {"key": "db-password"}}]);
+        create(&api, external_secret(name, password, None)).await;
+    }
+
+    /// Waits until Secret `name` holds the value of `db-password`.
+    pub async fn wait_secret(&self, name: &str) {
+        let secrets = Api::<Secret>::namespaced(self.cluster.client(), &self.namespace);
+        eventually(&format!("Secret {name} to hold the GCP value"), || {
             let secrets = secrets.clone();
             let expected = self.synced_value.clone();
             async move {
-                let secret = secrets.get("synced").await.ok()?;
+                let secret = secrets.get(name).await.ok()?;
                 let value = secret.data?.get("password")?.0.clone();
                 (value == expected.as_bytes()).then_some(())
             }
         })
         .await;
+    }
+
+    /// Waits until `synced` holds the GCP value and both bad ones are refused.
+    pub async fn wait_synced(&self) {
+        let client = self.cluster.client();
+        self.wait_secret("synced").await;
         let external_secrets = Api::<ExternalSecret>::namespaced(client, &self.namespace);
         for name in ["bad-property", "bad-template"] {
             let (status, message) = eventually(&format!("{name} to be refused"), || ready_condition(&external_secrets, name)).await;

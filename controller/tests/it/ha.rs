@@ -1,10 +1,12 @@
-//! Leader election with two controller processes on the Kubernetes stand-in:
-//! only the leader reconciles; killing it (SIGKILL) hands the Lease to the
-//! standby, which then reconciles new ExternalSecrets; SIGTERM releases the
-//! Lease (empty holderIdentity) and exits 0. Reconciling is observed through
-//! what only a reconcile writes: the ExternalSecret's Ready condition (the
-//! store is missing, so no cloud is needed) and the `/metrics` counters.
+//! Leader election with two controller processes on the Kubernetes stand-in
+//! (and the GCP stand-in as the cloud): only the leader reconciles; killing
+//! it (SIGKILL) hands the Lease to the standby, which then syncs a new
+//! ExternalSecret from the cloud; SIGTERM releases the Lease (empty
+//! holderIdentity) and exits 0; a leader whose Lease is taken exits 1.
+//! Reconciling is observed through what only a reconcile writes (Secrets,
+//! Ready conditions) and the `/metrics` counters of each replica.
 
+use crate::gcp_sync::GcpSync;
 use crate::process::{ControllerProcess, eventually, http_get, sample};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::PostParams;
@@ -59,10 +61,10 @@ async fn wait_reconciled(client: &Client, namespace: &str, name: &str) {
 
 #[tokio::test]
 async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
-    let mut cluster = Cluster::from_env_or_start().await.expect("kube stand-in starts");
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-    cluster.install_crds(&crds).await.expect("CRDs install");
-    let namespace = cluster.create_namespace("ha").await.expect("namespace");
+    let env = GcpSync::seed("ha").await;
+    let cluster = &env.cluster;
+    let namespace = env.namespace.clone();
+    let endpoint = env.gcp.endpoint();
     let client = cluster.client();
     let args = |identity: &'static str| {
         [
@@ -76,6 +78,8 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
             "--lease-duration=6s",
             "--renew-deadline=4s",
             "--retry-period=1s",
+            "--gcp-endpoint",
+            endpoint.as_str(),
             "--identity",
             identity,
         ]
@@ -102,6 +106,7 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     })
     .await;
 
+    env.wait_synced().await;
     create_external_secret(&client, &namespace, "before-failover").await;
     wait_reconciled(&client, &namespace, "before-failover").await;
     let leader_metrics = first.metrics_text().await;
@@ -120,8 +125,9 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     println!("failover: replica-b held the lease {:?} after replica-a was killed (lease duration 6s)", killed_at.elapsed());
     assert!(lease.spec.and_then(|s| s.lease_transitions).unwrap_or(0) > transitions_before, "a takeover counts a transition");
 
-    create_external_secret(&client, &namespace, "after-failover").await;
-    wait_reconciled(&client, &namespace, "after-failover").await;
+    // The new leader syncs a new ExternalSecret from the cloud.
+    env.create_synced_external_secret("after-failover").await;
+    env.wait_secret("after-failover").await;
     // Leading, the replica is ready once its cache has synced.
     eventually("replica-b to be ready as leader", || async move { (http_get(second_addr, "/readyz").await.0 == 200).then_some(()) }).await;
     let new_leader_metrics = second.metrics_text().await;
@@ -137,10 +143,20 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     ] {
         assert!(new_leader_metrics.contains(&format!("# TYPE {name} ")), "{name} missing:\n{new_leader_metrics}");
     }
-    // Both ExternalSecrets are in the new leader's cache, both not ready,
-    // neither waiting for a sync.
+    // Every ExternalSecret is in the new leader's cache: two synced, three
+    // refused (missing store, bad property, bad template). The gauges follow
+    // the watch, which sees the last status write a moment later.
+    let ready = format!("namespace=\"{namespace}\",status=\"True\"");
     let not_ready = format!("namespace=\"{namespace}\",status=\"False\"");
-    assert_eq!(sample(&new_leader_metrics, "secretbridge_externalsecret_ready", &not_ready), Some(2.0), "{new_leader_metrics}");
+    eventually("the new leader's Ready gauge to count every ExternalSecret", || {
+        let (ready, not_ready) = (ready.clone(), not_ready.clone());
+        async move {
+            let (_, text) = http_get(second_addr, "/metrics").await;
+            let counts = (sample(&text, "secretbridge_externalsecret_ready", &ready), sample(&text, "secretbridge_externalsecret_ready", &not_ready));
+            (counts == (Some(2.0), Some(3.0))).then_some(())
+        }
+    })
+    .await;
     assert!(sample(&new_leader_metrics, "secretbridge_reconcile_duration_seconds_count", "").is_some_and(|n| n >= 1.0));
     // JSON logs carry the reconciled object's reference.
     let mentions_object = second.log_lines().iter().any(|line| {
@@ -159,7 +175,8 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     let released = holder(&client, &namespace).await.expect("the lease still exists");
     assert_eq!(holder_identity(&released), None, "SIGTERM releases the lease: {released:?}");
     assert!(second.logs().contains("leader lease released"), "{}", second.logs());
-    cluster.cleanup().await;
+    drop((first, second));
+    env.finish().await;
 }
 
 #[tokio::test]
