@@ -237,3 +237,96 @@ async fn a_leader_whose_lease_is_taken_stops_and_exits_nonzero() {
     assert_eq!(holder_identity(&lease).as_deref(), Some("intruder"), "the old leader does not clear someone else's lease");
     cluster.cleanup().await;
 }
+
+/// A loopback proxy to the GCP stand-in that holds every Secret Manager
+/// `:access` request for `delay` and counts them, so a test can catch a
+/// reconcile in flight.
+async fn slow_access_proxy(upstream: std::net::SocketAddr, delay: std::time::Duration) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream_leg = async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(read) = client_read.read(&mut buffer).await {
+                        if read == 0 {
+                            break;
+                        }
+                        if String::from_utf8_lossy(&buffer[..read]).contains(":access") {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(delay).await;
+                        }
+                        if server_write.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let downstream_leg = async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                };
+                tokio::join!(upstream_leg, downstream_leg);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_sync_finish_then_releases_the_lease() {
+    use std::sync::atomic::Ordering;
+    let env = GcpSync::seed("drain").await;
+    let client = env.cluster.client();
+    let namespace = env.namespace.clone();
+    let (proxy, access_requests) = slow_access_proxy(env.gcp.addr(), std::time::Duration::from_secs(5)).await;
+    let endpoint = format!("http://{proxy}");
+    let args = [
+        "--leader-elect=true",
+        "--lease-name",
+        LEASE,
+        "--lease-namespace",
+        namespace.as_str(),
+        "--namespace",
+        namespace.as_str(),
+        "--lease-duration=6s",
+        "--renew-deadline=4s",
+        "--retry-period=1s",
+        "--gcp-endpoint",
+        endpoint.as_str(),
+        "--identity=draining",
+    ];
+    let mut controller = ControllerProcess::start(env.cluster.kubeconfig_path(), &args, &[]);
+    // `synced` and `bad-property` each read one secret: both reads held.
+    eventually("both Secret Manager accesses to be in flight", || {
+        let seen = access_requests.load(Ordering::SeqCst);
+        async move { (seen >= 2).then_some(()) }
+    })
+    .await;
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &namespace);
+    assert!(secrets.get_opt("synced").await.expect("read Secret").is_none(), "the sync is still in flight");
+    controller.terminate();
+    let status = eventually("the controller to exit after SIGTERM", || {
+        let status = controller.try_exit_status();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}:\n{}", controller.logs());
+    // The reconcile that was waiting on the cloud when SIGTERM came finished:
+    // its Secret exists with the value.
+    env.wait_secret("synced").await;
+    let logs = controller.logs();
+    assert!(logs.contains("reconcilers stopped after in-flight reconciles finished"), "{logs}");
+    assert!(logs.contains("leader lease released"), "{logs}");
+    let lease = holder(&client, &namespace).await.expect("the lease exists");
+    assert_eq!(holder_identity(&lease), None, "released: {lease:?}");
+    drop(controller);
+    env.finish().await;
+}
