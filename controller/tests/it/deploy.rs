@@ -375,3 +375,26 @@ fn deployment_args_are_flags_the_binary_accepts() {
         .expect("the controller binary runs");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown option --listen"));
 }
+
+#[test]
+fn crd_subcommand_prints_the_committed_crds_and_version_prints_the_version() {
+    let output = Command::new(env!("CARGO_BIN_EXE_secretbridge-controller")).arg("crd").output().expect("the binary runs");
+    assert!(output.status.success());
+    let printed = parse_documents(&String::from_utf8_lossy(&output.stdout));
+    let mut committed = Vec::new();
+    for name in ["secretbridge.io_secretstores.yaml", "secretbridge.io_clustersecretstores.yaml", "secretbridge.io_externalsecrets.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join("deploy/crds").join(name)).expect("committed CRD");
+        committed.extend(parse_documents(&text));
+    }
+    let names = |docs: &[Value]| {
+        let mut names: Vec<String> = docs.iter().map(name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&printed), names(&committed));
+    for crd in &committed {
+        assert!(printed.contains(crd), "`crd` output differs from deploy/crds for {}", name(crd));
+    }
+    let version = Command::new(env!("CARGO_BIN_EXE_secretbridge-controller")).arg("version").output().expect("the binary runs");
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("secretbridge-controller {}", env!("CARGO_PKG_VERSION")));
+}
