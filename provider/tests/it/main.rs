@@ -2,6 +2,10 @@
 //! the binary's handshake, and the acceptance lifecycle on real Terraform.
 
 mod acceptance;
+mod aws_common;
+mod aws_end_to_end;
+mod aws_irsa_role;
+mod aws_oidc_provider;
 mod bench;
 mod gcp_common;
 mod gcp_end_to_end;
@@ -11,6 +15,7 @@ mod gcp_validation;
 mod gcp_workload_identity;
 mod golden;
 mod handshake;
+mod k8s_objects;
 mod mtls;
 mod plan_hook;
 mod rpc;
