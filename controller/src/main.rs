@@ -4,8 +4,8 @@
 //! `run` takes its settings from flags or the environment (see [`USAGE`]).
 //! With leader election on (the default), replicas compete for a
 //! `coordination.k8s.io/v1` Lease and only the holder reconciles; SIGTERM
-//! lets in-flight reconciles finish, releases the Lease and exits 0; a lost
-//! Lease exits 1 so the Deployment restarts the pod as a standby.
+//! lets in-flight reconciles finish, releases the Lease and exits 0; a
+//! replica that loses the Lease stops its reconcilers and stands by again.
 
 use secretbridge_controller::backend::aws::AwsSettings;
 use secretbridge_controller::backend::gcp::GcpEndpoints;
@@ -212,63 +212,74 @@ async fn run(options: RunOptions) -> Result<(), String> {
     }
     let config = lease_config(&options, client.default_namespace().to_string())?;
     let lock = Arc::new(LeaseLock::new(client.clone(), config.clone()));
-    metrics.set_role(Role::Standby);
-    // Standing by is ready: the replica is healthy and would take over.
-    health.set_ready(true);
-    tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "waiting for the leader lease");
-    let mut last_holder = None::<String>;
-    let acquired = lock.acquire(|holder| {
-        let holder = holder.map(str::to_string);
-        if holder.is_some() && holder != last_holder {
-            tracing::info!(holder = ?holder, "another replica leads; standing by");
-            last_holder = holder;
-        }
-    });
-    tokio::select! {
-        () = acquired => {}
-        () = signal.clone() => {
-            tracing::info!("stopped while standing by");
-            return Ok(());
-        }
-    }
-    tracing::info!(identity = %config.identity, "became leader; reconciling");
-    metrics.set_role(Role::Leader);
-    health.set_ready(false);
-    // One task decides why we stop (signal or lost lease) and tells the
-    // reconcilers; the renewer keeps the lease meanwhile.
-    let (stopping, stopped) = tokio::sync::watch::channel(false);
-    let reason = {
-        let lock = lock.clone();
-        tokio::spawn(async move {
-            let reason = tokio::select! {
-                () = signal => Stopped::Signal,
-                lost = lock.keep_renewing() => {
-                    tracing::error!(?lost, "leader lease lost; stopping the reconcilers");
-                    Stopped::LeaseLost(lost)
-                }
-            };
-            let _ = stopping.send(true);
-            reason
-        })
-    };
-    let ready = health.clone();
-    let reconcilers = runner::run_until(client, context, scope, concurrency, stop_requested(stopped.clone()), move || ready.set_ready(true));
-    within_grace(reconcilers, stopped).await;
-    metrics.set_role(Role::Standby);
-    // The reconcilers only stop after the reason task has sent `true`, so it has finished.
-    let reason = reason.await.unwrap_or(Stopped::Signal);
-    match reason {
-        Stopped::Signal => {
-            match lock.release().await {
-                Ok(true) => tracing::info!("in-flight reconciles finished; leader lease released"),
-                Ok(false) => tracing::info!("in-flight reconciles finished; the lease was no longer ours"),
-                Err(error) => tracing::warn!(%error, "releasing the leader lease failed; it expires by itself"),
+    loop {
+        metrics.set_role(Role::Standby);
+        // Standing by is ready: the replica is healthy and would take over.
+        health.set_ready(true);
+        tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "waiting for the leader lease");
+        let mut last_holder = None::<String>;
+        let acquired = lock.acquire(|holder| {
+            let holder = holder.map(str::to_string);
+            if holder.is_some() && holder != last_holder {
+                tracing::info!(holder = ?holder, "another replica leads; standing by");
+                last_holder = holder;
             }
-            Ok(())
+        });
+        tokio::select! {
+            () = acquired => {}
+            () = signal.clone() => {
+                tracing::info!("stopped while standing by");
+                return Ok(());
+            }
         }
-        Stopped::LeaseLost(lost) => Err(format!(
-            "lost the leader lease ({lost:?}); exiting so the replica restarts as a standby"
-        )),
+        tracing::info!(identity = %config.identity, "became leader; reconciling");
+        metrics.set_role(Role::Leader);
+        health.set_ready(false);
+        // One task decides why we stop (signal or lost lease) and tells the
+        // reconcilers; the renewer keeps the lease meanwhile.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let reason = {
+            let lock = lock.clone();
+            let signal = signal.clone();
+            tokio::spawn(async move {
+                let reason = tokio::select! {
+                    () = signal => Stopped::Signal,
+                    lost = lock.keep_renewing() => {
+                        tracing::error!(?lost, "leader lease lost; stopping the reconcilers");
+                        Stopped::LeaseLost(lost)
+                    }
+                };
+                let _ = stopping.send(true);
+                reason
+            })
+        };
+        let ready = health.clone();
+        let reconcilers = runner::run_until(
+            client.clone(),
+            context.clone(),
+            scope.clone(),
+            concurrency,
+            stop_requested(stopped.clone()),
+            move || ready.set_ready(true),
+        );
+        within_grace(reconcilers, stopped).await;
+        metrics.set_role(Role::Standby);
+        // The reconcilers only stop after the reason task has sent `true`, so it has finished.
+        match reason.await.unwrap_or(Stopped::Signal) {
+            Stopped::Signal => {
+                match lock.release().await {
+                    Ok(true) => tracing::info!("in-flight reconciles finished; leader lease released"),
+                    Ok(false) => tracing::info!("in-flight reconciles finished; the lease was no longer ours"),
+                    Err(error) => tracing::warn!(%error, "releasing the leader lease failed; it expires by itself"),
+                }
+                return Ok(());
+            }
+            // Another replica may lead now, or the API server was out of
+            // reach: either way stand by again. If nobody took the lease
+            // meanwhile (an API-server outage), it is still ours and this
+            // replica leads again as soon as the API server answers.
+            Stopped::LeaseLost(lost) => tracing::warn!(?lost, "stopped reconciling after losing the leader lease; standing by"),
+        }
     }
 }
 
