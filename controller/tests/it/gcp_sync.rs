@@ -28,8 +28,6 @@ pub struct GcpSync {
     pub namespace: String,
     /// The value of `db-password`, expected in Secret `synced`.
     pub synced_value: String,
-    /// A secret inside `db-config`, never synced.
-    pub hidden_value: String,
 }
 
 async fn create<K>(api: &Api<K>, value: Value)
@@ -115,7 +113,7 @@ impl GcpSync {
         create(&external_secrets, external_secret("bad-property", property, None)).await;
         let template = json!({"data": {"url": "{{ .password | sha256sum }}"}});
         create(&external_secrets, external_secret("bad-template", password, Some(template))).await;
-        GcpSync { cluster, gcp, namespace, synced_value, hidden_value }
+        GcpSync { cluster, gcp, namespace, synced_value }
     }
 
     /// Creates another ExternalSecret `name` that syncs `db-password` into Secret `name`.
