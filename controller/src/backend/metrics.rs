@@ -45,24 +45,17 @@ impl CallMetrics {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The counters in the Prometheus text format:
-    /// `secretbridge_provider_api_calls_total`, and the same samples under
-    /// the earlier name `secretbridge_backend_calls_total`, kept while tests
-    /// and dashboards written against it move over.
+    /// The counters in the Prometheus text format, as
+    /// `secretbridge_provider_api_calls_total{provider,call,status}`.
     pub fn render_prometheus(&self) -> String {
-        let snapshot = self.snapshot();
-        let mut out = String::new();
-        for (name, help) in [
-            ("secretbridge_provider_api_calls_total", "Cloud API calls by provider, call and status (ok or a reason code)."),
-            ("secretbridge_backend_calls_total", "Deprecated alias of secretbridge_provider_api_calls_total."),
-        ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for (labels, count) in &snapshot {
-                out.push_str(&format!(
-                    "{name}{{provider=\"{}\",call=\"{}\",status=\"{}\"}} {count}\n",
-                    labels.provider, labels.call, labels.status
-                ));
-            }
+        let mut out = String::from(
+            "# HELP secretbridge_provider_api_calls_total Cloud API calls by provider, call and status (ok or a reason code).\n# TYPE secretbridge_provider_api_calls_total counter\n",
+        );
+        for (labels, count) in self.snapshot() {
+            out.push_str(&format!(
+                "secretbridge_provider_api_calls_total{{provider=\"{}\",call=\"{}\",status=\"{}\"}} {count}\n",
+                labels.provider, labels.call, labels.status
+            ));
         }
         out
     }
