@@ -86,6 +86,8 @@ pub struct Context {
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Clock, replaceable in tests.
     pub now: fn() -> Timestamp,
+    /// Reconcile outcomes and durations for `/metrics`.
+    pub metrics: Arc<crate::metrics::ControllerMetrics>,
 }
 
 impl Context {
@@ -102,6 +104,7 @@ impl Context {
             written: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             now: Timestamp::now,
+            metrics: Arc::default(),
         }
     }
 
@@ -313,7 +316,13 @@ pub async fn reconcile_decision(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> R
         return Ok(None);
     }
     let key = (es.namespace().unwrap_or_default(), es.name_any());
-    match apply(&es, &ctx).await {
+    let started = std::time::Instant::now();
+    let in_flight = ctx.metrics.start_reconcile();
+    let result = apply(&es, &ctx).await;
+    drop(in_flight);
+    let outcome = result.as_ref().map_or_else(ReconcileError::reason, |_| crate::metrics::SUCCESS);
+    ctx.metrics.observe_reconcile(outcome, started.elapsed());
+    match result {
         Ok(next) => {
             ctx.failure_count(key, false);
             Ok(next)
@@ -403,6 +412,9 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
     };
     if policy == CreationPolicy::Merge && existing.is_none() {
         return Err(ReconcileError::MergeTargetMissing { name: target });
+    }
+    if let Some(secret) = &existing {
+        desired::check_existing_target(es, secret)?;
     }
     let client = ctx.backends.client_for(&store).await?;
     let fetched = fetch_external_secret(&es.spec, &client).await?;
