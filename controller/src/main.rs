@@ -175,6 +175,10 @@ enum Stopped {
 
 async fn run(options: RunOptions) -> Result<(), String> {
     init_logging(&options);
+    // Pick the TLS backend explicitly: when another crate in the build turns
+    // on rustls' aws-lc-rs too, rustls cannot choose one and kube's client
+    // construction would panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("connecting to Kubernetes failed (set KUBECONFIG or run in a cluster): {e}"))?;
