@@ -16,7 +16,7 @@ use secretbridge_controller::runner::{self, Scope};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: secretbridge-controller <run|crd|version> [options]
+const USAGE: &str = "usage: secretbridge-controller <run|crd|convert|version> [options]
 
 run options (each also read from the environment variable in brackets):
   --log-level LEVEL      tracing filter, e.g. info or secretbridge=debug [RUST_LOG]
@@ -25,7 +25,11 @@ run options (each also read from the environment variable in brackets):
   --health-addr ADDR     serve /healthz and /metrics, e.g. 0.0.0.0:8080 [SECRETBRIDGE_HEALTH_ADDR]
   --namespace NS         watch only this namespace [SECRETBRIDGE_NAMESPACE]
   --gcp-endpoint URL     one base URL for every GCP API [SECRETBRIDGE_GCP_ENDPOINT]
-AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows KUBECONFIG or the in-cluster config.";
+AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows KUBECONFIG or the in-cluster config.
+
+convert [FILE...]        ESO manifests (files or stdin) to secretbridge.io/v1 on stdout; see convert --help
+crd                      print the CRDs as YAML
+version                  print the version";
 
 /// Settings of `run`.
 #[derive(Debug, Default)]
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(format!("rendering the CRDs failed: {e}")),
         },
+        Some("convert") => secretbridge_controller::convert::main(&args[1..]),
         Some("run") => match parse_run(&args[1..]) {
             Ok(options) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime.block_on(run(options)),

@@ -4,6 +4,7 @@
 //! schema generation, the [`plugin::resource::Resource`] trait); resources
 //! live in [`resources`], one file each.
 
+pub mod docs;
 pub mod gcp;
 pub mod kube;
 pub mod plugin;

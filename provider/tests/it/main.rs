@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod bench;
+mod docs;
 mod gcp_common;
 mod gcp_end_to_end;
 mod gcp_secret_access;
