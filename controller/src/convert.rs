@@ -382,12 +382,12 @@ fn map_metadata(metadata: Value, problems: &mut Problems) -> Map<String, Value> 
     let Some(mut from) = problems.object("metadata", metadata) else { return Map::new() };
     let mut to = Map::new();
     copy_fields(&mut from, &mut to, &["name", "namespace", "labels"]);
-    if let Some(annotations) = from.remove("annotations") {
-        if let Some(mut annotations) = problems.object("metadata.annotations", annotations) {
-            annotations.remove(LAST_APPLIED_ANNOTATION);
-            if !annotations.is_empty() {
-                to.insert("annotations".into(), Value::Object(annotations));
-            }
+    if let Some(annotations) = from.remove("annotations")
+        && let Some(mut annotations) = problems.object("metadata.annotations", annotations)
+    {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+        if !annotations.is_empty() {
+            to.insert("annotations".into(), Value::Object(annotations));
         }
     }
     for field in SERVER_METADATA {

@@ -159,6 +159,7 @@ fn render_index(schema: &Value, examples: &ExampleFiles) -> String {
         let _ = writeln!(out, "- [`{}`](resources/{}.md): {}", kind.type_name, short_name(kind.type_name), kind.summary);
     }
     out.push('\n');
+    out.push_str("## Guides\n\n- [How secretbridge fits together](guides/how-it-fits-together.md)\n- [Migrating from External Secrets Operator](guides/migrating-from-eso.md)\n- [Security model](guides/security-model.md)\n- [Custom resources reference](crds.md) and [controller flags](controller.md)\n\n");
     if let Some((file, block)) = examples.block(&format!("provider \"{PROVIDER_NAME}\"")) {
         let _ = writeln!(out, "## Example Usage\n\nFrom `{file}`:\n\n```terraform\n{block}\n```\n");
     }
