@@ -7,6 +7,7 @@
 pub mod docs;
 pub mod gcp;
 pub mod kube;
+pub mod planned;
 pub mod plugin;
 pub mod resources;
 
@@ -19,6 +20,9 @@ use secretbridge_shared::terraform::ProviderConfig;
 pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
     let mut builder = ProviderServer::builder::<ProviderConfig>()?;
     builder = builder.resource(resources::service_account::ServiceAccountResource)?;
+    builder = builder.resource(resources::secret_store::SecretStoreResourceType)?;
+    builder = builder.resource(resources::cluster_secret_store::ClusterSecretStoreResourceType)?;
+    builder = builder.resource(resources::external_secret::ExternalSecretResourceType)?;
     builder = builder.resource(resources::gcp_service_account::GcpServiceAccountResource)?;
     builder = builder.resource(resources::gcp_secret_access::GcpSecretAccessResource)?;
     builder = builder.resource(resources::gcp_workload_identity::GcpWorkloadIdentityResource)?;

@@ -146,9 +146,121 @@ pub fn optional_map(current: &Option<BTreeMap<String, String>>, found: BTreeMap<
     if found.is_empty() && current.as_ref().is_none_or(|m| !m.is_empty()) { None } else { Some(found) }
 }
 
+/// Shapes what the cluster returned like what Terraform holds, so that a
+/// value the API server writes out in its zero form (`false`, `[]`, `{}`,
+/// `""`, `0`) but the configuration left unset (or the other way round)
+/// does not read as drift. Anything else the cluster holds is kept, so
+/// real drift still shows.
+pub fn fit_to(current: &serde_json::Value, found: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    fn zero(v: &J) -> bool {
+        match v {
+            J::Null => true,
+            J::Bool(b) => !b,
+            J::Number(n) => n.as_f64() == Some(0.0),
+            J::String(s) => s.is_empty(),
+            J::Array(a) => a.is_empty(),
+            J::Object(o) => o.is_empty(),
+        }
+    }
+    match (current, found) {
+        (J::Object(cur), J::Object(mut found)) => {
+            found.retain(|k, v| !(zero(v) && cur.get(k).is_none_or(J::is_null)));
+            for (k, cv) in cur {
+                if !found.contains_key(k) && zero(cv) && !cv.is_null() {
+                    found.insert(k.clone(), cv.clone());
+                }
+            }
+            J::Object(
+                found
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let fitted = match cur.get(k.as_str()) {
+                            Some(cv) => fit_to(cv, v),
+                            None => v,
+                        };
+                        (k, fitted)
+                    })
+                    .collect(),
+            )
+        }
+        (J::Array(cur), J::Array(found)) if cur.len() == found.len() => J::Array(cur.iter().zip(found).map(|(c, f)| fit_to(c, f)).collect()),
+        (_, found) => found,
+    }
+}
+
+/// Whether `name` is a DNS-1123 label (namespaces): lower-case
+/// alphanumerics and `-`, starting and ending alphanumeric, at most 63.
+pub fn is_dns1123_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// Whether `name` is a DNS-1123 subdomain (object names): dot-separated
+/// labels, at most 253 characters.
+pub fn is_dns1123_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns1123_label)
+}
+
+/// Diagnostics for a namespace and a name that Kubernetes would reject.
+pub fn check_names(namespace: Option<&str>, name: &str, diags: &mut Diagnostics) {
+    use crate::plugin::diag::AttrPath;
+    if let Some(ns) = namespace
+        && !is_dns1123_label(ns)
+    {
+        diags.push(Diagnostic::attribute_error(
+            AttrPath::root("namespace"),
+            "Invalid namespace",
+            format!("namespace {ns:?} is not a DNS-1123 label: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit."),
+        ));
+    }
+    if !is_dns1123_subdomain(name) {
+        diags.push(Diagnostic::attribute_error(
+            AttrPath::root("name"),
+            "Invalid name",
+            format!("name {name:?} is not a DNS-1123 subdomain: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters."),
+        ));
+    }
+}
+
+/// The `Ready` condition's status and reason (`True`/`False`/`Unknown`).
+pub fn ready_of(conditions: &[secretbridge_shared::Condition]) -> (Option<String>, Option<String>) {
+    match secretbridge_shared::condition::find_ready(conditions) {
+        Some(c) => {
+            let status = serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+            (status, c.reason.clone())
+        }
+        None => (None, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_zero_values_fit_the_configured_form() {
+        use serde_json::json;
+        let current = json!({"target": {"name": "x"}, "audiences": [], "data": [{"k": "a"}]});
+        let found = json!({"target": {"name": "x", "immutable": false}, "data": [{"k": "a", "p": ""}], "extra": "drift"});
+        assert_eq!(fit_to(&current, found), json!({"target": {"name": "x"}, "audiences": [], "data": [{"k": "a"}], "extra": "drift"}));
+        let found = json!({"target": {"name": "y", "immutable": true}});
+        assert_eq!(fit_to(&current, found), json!({"target": {"name": "y", "immutable": true}, "audiences": []}), "real values stay");
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns1123_label("app-1"));
+        assert!(!is_dns1123_label("App"));
+        assert!(!is_dns1123_label("-a"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_subdomain("db.creds"));
+        assert!(!is_dns1123_subdomain("db_creds"));
+    }
 
     #[test]
     fn import_id_needs_namespace_and_name() {

@@ -46,6 +46,11 @@ pub struct ProviderContext {
     pub config: J,
     /// The Terraform CLI version that configured the provider.
     pub terraform_version: String,
+    /// Whether ConfigureProvider has run (plan hooks run only then).
+    pub configured: bool,
+    /// What this provider process has seen planned so far, for checks that
+    /// span resources (one registry per process, kept across reconfiguration).
+    pub planned: Arc<crate::planned::PlannedObjects>,
 }
 
 impl ProviderContext {
@@ -85,6 +90,29 @@ pub trait Resource: Send + Sync + 'static {
     /// during apply), so this check still happens before anything is changed.
     fn validate(&self, _config: &Self::State) -> Diagnostics {
         Diagnostics::default()
+    }
+
+    /// Adjusts a plan and checks it against other resources and the outside
+    /// world, after the schema's plan modifiers ran. Called during
+    /// PlanResourceChange only when the provider is configured and the
+    /// resource is not being destroyed; `prior` is `None` on create.
+    ///
+    /// Unknown values: the typed view [`PlannedState::model`] reads a value
+    /// that is still unknown ("known after apply") as absent (`None`, an
+    /// empty collection, or no model at all when a required value is
+    /// unknown). Before concluding that something is missing, ask
+    /// [`PlannedState::is_unknown`]. Values written back with
+    /// [`PlannedState::set`] keep their unknown-ness where the model left
+    /// them absent, so a hook cannot turn an unknown into a null by accident.
+    ///
+    /// Returns the diagnostics to show (warnings, or errors that fail the plan).
+    fn modify_plan(
+        &self,
+        _ctx: &ProviderContext,
+        _prior: Option<&Self::State>,
+        _planned: &mut PlannedState<'_, Self::State>,
+    ) -> impl Future<Output = Diagnostics> + Send {
+        async { Diagnostics::default() }
     }
 
     /// Creates the object; returns the full new state.
@@ -140,6 +168,9 @@ pub trait DynResource: Send + Sync {
     fn validate(&self, config: &Value) -> Diagnostics;
     /// Plans a change; returns the planned state and the paths forcing replacement.
     fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<(Value, Vec<AttrPath>), Diagnostics>;
+    /// Runs [`Resource::modify_plan`] on a non-null plan: the adjusted plan
+    /// and the diagnostics (errors fail the plan, warnings ride along).
+    fn modify_plan<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value) -> BoxFuture<'a, Result<(Value, Diagnostics), Diagnostics>>;
     /// Applies a planned change (create, update or delete).
     fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
     /// Refreshes a state.
@@ -219,6 +250,21 @@ impl<R: Resource> DynResource for Registered<R> {
         Ok(plan_change(prior, proposed, config, &self.schema))
     }
 
+    fn modify_plan<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value) -> BoxFuture<'a, Result<(Value, Diagnostics), Diagnostics>> {
+        Box::pin(async move {
+            if planned.is_null() {
+                return Ok((planned, Diagnostics::default()));
+            }
+            let prior_typed = if prior.is_null() { None } else { Some(self.typed(&prior)?) };
+            let mut view = PlannedState::new(&self.schema, planned);
+            let diags = self.resource.modify_plan(&ctx, prior_typed.as_ref(), &mut view).await;
+            if diags.has_errors() {
+                return Err(diags);
+            }
+            Ok((view.into_value(), diags))
+        })
+    }
+
     fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
             if planned.is_null() {
@@ -279,6 +325,110 @@ impl<R: Resource> DynResource for Registered<R> {
         // returns the current state in Terraform's names too.
         let upgraded = self.resource.upgrade_state(version, raw)?;
         Value::from_serde_json(&upgraded, &self.schema.ty).map_err(|e| Diagnostic::from_error(&e).into())
+    }
+}
+
+/// A planned new state as [`Resource::modify_plan`] sees it: the raw plan
+/// (which may hold unknown values) and a typed view of its known part.
+pub struct PlannedState<'s, S> {
+    value: Value,
+    model: Option<S>,
+    schema: &'s GeneratedSchema,
+}
+
+impl<'s, S: Serialize + DeserializeOwned> PlannedState<'s, S> {
+    /// Wraps a planned value of `schema`'s type.
+    pub fn new(schema: &'s GeneratedSchema, value: Value) -> PlannedState<'s, S> {
+        let model = schema.to_model(&value).ok();
+        PlannedState { value, model, schema }
+    }
+
+    /// The typed view: unknown values read as absent; `None` when a
+    /// required value is unknown (or the plan is null).
+    pub fn model(&self) -> Option<&S> {
+        self.model.as_ref()
+    }
+
+    /// The raw planned value, unknowns included.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Whether the value at `path` (Terraform attribute names), or anything
+    /// inside it, is unknown. A path that leads through a null is known.
+    pub fn is_unknown(&self, path: &AttrPath) -> bool {
+        use super::diag::PathStep;
+        let mut at = &self.value;
+        for step in &path.0 {
+            at = match (step, at) {
+                (_, Value::Unknown) => return true,
+                (PathStep::Attr(n) | PathStep::Key(n), Value::Map(m)) => match m.get(n) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                (PathStep::Index(i), Value::List(items)) => match usize::try_from(*i).ok().and_then(|i| items.get(i)) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        at.contains_unknown()
+    }
+
+    /// Whether nothing but computed-only attributes is unknown: the typed
+    /// view then holds every configured value.
+    pub fn config_known(&self) -> bool {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .all(|(name, v)| self.schema.rules.attrs.get(name).is_some_and(|n| n.rules.computed_only) || !v.contains_unknown()),
+            other => !other.contains_unknown(),
+        }
+    }
+
+    /// Replaces the plan with `model`. Where the old plan was unknown and
+    /// the model leaves the position absent (null), it stays unknown.
+    pub fn set(&mut self, model: S) -> Result<(), Diagnostics> {
+        let new = self.schema.from_model(&model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        self.value = keep_unknowns(&self.value, new);
+        self.model = self.schema.to_model(&self.value).ok();
+        Ok(())
+    }
+
+    /// Sets one top-level attribute of the plan (typically a computed one
+    /// the hook can derive at plan time), leaving every other value exactly
+    /// as planned.
+    pub fn set_attr(&mut self, name: &str, value: Value) {
+        if let Value::Map(entries) = &mut self.value {
+            entries.insert(name.to_owned(), value);
+        }
+        self.model = self.schema.to_model(&self.value).ok();
+    }
+
+    /// The adjusted plan.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+}
+
+/// `new`, with every null position that was unknown in `old` unknown again.
+fn keep_unknowns(old: &Value, new: Value) -> Value {
+    match (old, new) {
+        (Value::Unknown, Value::Null) => Value::Unknown,
+        (Value::Map(o), Value::Map(n)) => Value::Map(
+            n.into_iter()
+                .map(|(k, v)| {
+                    let kept = match o.get(&k) {
+                        Some(ov) => keep_unknowns(ov, v),
+                        None => v,
+                    };
+                    (k, kept)
+                })
+                .collect(),
+        ),
+        (Value::List(o), Value::List(n)) if o.len() == n.len() => Value::List(o.iter().zip(n).map(|(ov, nv)| keep_unknowns(ov, nv)).collect()),
+        (_, n) => n,
     }
 }
 

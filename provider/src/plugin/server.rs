@@ -290,6 +290,8 @@ impl Provider for ProviderServer {
                 let ctx = ProviderContext {
                     config: super::schema::value_to_model_json(&config, &self.inner.provider_schema.rules),
                     terraform_version: req.terraform_version,
+                    configured: true,
+                    planned: Arc::clone(&self.ctx().planned),
                 };
                 match self.inner.ctx.write() {
                     Ok(mut guard) => *guard = Arc::new(ctx),
@@ -322,21 +324,31 @@ impl Provider for ProviderServer {
         request: Request<pb::plan_resource_change::Request>,
     ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
         let req = request.into_inner();
-        let result = (|| {
+        let result = async {
             let r = self.resource(&req.type_name)?;
             let ty = &r.schema().ty;
             let prior = decode(req.prior_state.as_ref(), ty)?;
             let proposed = decode(req.proposed_new_state.as_ref(), ty)?;
             let config = decode(req.config.as_ref(), ty)?;
             let (planned, replace) = guarded_sync(|| r.plan(&prior, &proposed, &config))?;
-            Ok::<_, Diagnostics>((encode(&planned, ty)?, replace))
-        })();
+            // Cross-resource checks need the provider's configuration (the
+            // cluster, the clouds); before ConfigureProvider only the
+            // schema's plan applies.
+            let ctx = self.ctx();
+            let (planned, warnings) = if ctx.configured && !planned.is_null() {
+                guarded(r.modify_plan(ctx, prior, planned)).await?
+            } else {
+                (planned, Diagnostics::default())
+            };
+            Ok::<_, Diagnostics>((encode(&planned, ty)?, replace, warnings))
+        }
+        .await;
         Ok(Response::new(match result {
-            Ok((planned, replace)) => pb::plan_resource_change::Response {
+            Ok((planned, replace, warnings)) => pb::plan_resource_change::Response {
                 planned_state: Some(planned),
                 requires_replace: replace.iter().map(|p| p.to_proto()).collect(),
                 planned_private: req.prior_private,
-                diagnostics: Vec::new(),
+                diagnostics: warnings.to_proto(),
             },
             Err(d) => pb::plan_resource_change::Response { diagnostics: d.to_proto(), ..Default::default() },
         }))

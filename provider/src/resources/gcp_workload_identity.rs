@@ -192,6 +192,15 @@ impl Resource for GcpWorkloadIdentityResource {
         diags
     }
 
+    async fn modify_plan(
+        &self,
+        ctx: &ProviderContext,
+        _prior: Option<&GcpWorkloadIdentityBinding>,
+        planned: &mut crate::plugin::resource::PlannedState<'_, GcpWorkloadIdentityBinding>,
+    ) -> Diagnostics {
+        super::k8s_checks::plan_workload_identity(ctx, planned.value()).await
+    }
+
     async fn create(
         &self,
         ctx: &ProviderContext,

@@ -90,6 +90,15 @@ impl Resource for ServiceAccountResource {
         diags
     }
 
+    async fn modify_plan(
+        &self,
+        ctx: &ProviderContext,
+        _prior: Option<&KubernetesServiceAccount>,
+        planned: &mut crate::plugin::resource::PlannedState<'_, KubernetesServiceAccount>,
+    ) -> Diagnostics {
+        super::k8s_checks::plan_service_account(ctx, planned.value()).await
+    }
+
     async fn create(&self, ctx: &ProviderContext, planned: KubernetesServiceAccount) -> Result<KubernetesServiceAccount, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
         if k::get(&api, &planned.name, &what(&planned)).await?.is_some() {

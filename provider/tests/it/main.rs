@@ -13,6 +13,7 @@ mod gcp_workload_identity;
 mod golden;
 mod handshake;
 mod mtls;
+mod plan_hook;
 mod rpc;
 mod service_account;
 mod shared_schemas;

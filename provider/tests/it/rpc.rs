@@ -48,7 +48,7 @@ fn object_type(provider: &ProviderServer) -> Type {
     block_type(&block)
 }
 
-fn block_type(block: &pb::schema::Block) -> Type {
+pub(crate) fn block_type(block: &pb::schema::Block) -> Type {
     let mut attrs = std::collections::BTreeMap::new();
     for a in &block.attributes {
         let ty = match &a.nested_type {

@@ -1,0 +1,122 @@
+//! `secretbridge_cluster_secret_store`: a ClusterSecretStore, written by
+//! server-side apply as `secretbridge-terraform`. Read returns the spec the
+//! cluster holds and the controller's Ready status; import by `NAME`.
+
+use ::kube::Api;
+use secretbridge_shared::names::API_VERSION;
+use secretbridge_shared::store::ClusterSecretStore;
+use secretbridge_shared::terraform::ClusterSecretStoreResource;
+use serde_json::json;
+
+use super::k8s_checks;
+use super::secret_store::{fitted_spec, validate_provider};
+use crate::kube as k;
+use crate::plugin::diag::{Diagnostic, Diagnostics};
+use crate::plugin::resource::{PlannedState, ProviderContext, Resource};
+
+/// The `secretbridge_cluster_secret_store` resource.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClusterSecretStoreResourceType;
+
+fn what(name: &str) -> String {
+    format!("ClusterSecretStore {name}")
+}
+
+fn manifest(s: &ClusterSecretStoreResource) -> serde_json::Value {
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "ClusterSecretStore",
+        "metadata": { "name": s.name },
+        "spec": s.spec,
+    })
+}
+
+fn state_of(current: &ClusterSecretStoreResource, found: ClusterSecretStore) -> Result<ClusterSecretStoreResource, Diagnostics> {
+    let spec = fitted_spec(&current.spec, &found.spec, &what(&current.name))?;
+    let (ready, _) = k::ready_of(found.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default());
+    Ok(ClusterSecretStoreResource { name: current.name.clone(), spec, ready, id: Some(current.name.clone()) })
+}
+
+async fn api(ctx: &ProviderContext) -> Result<Api<ClusterSecretStore>, Diagnostics> {
+    Ok(Api::all(k::client(ctx).await?))
+}
+
+impl Resource for ClusterSecretStoreResourceType {
+    type State = ClusterSecretStoreResource;
+
+    fn type_name(&self) -> &'static str {
+        "secretbridge_cluster_secret_store"
+    }
+
+    fn validate(&self, config: &ClusterSecretStoreResource) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        k::check_names(None, &config.name, &mut diags);
+        let retry = config.spec.retry_settings.as_ref().and_then(|r| r.retry_interval.as_deref());
+        validate_provider(&config.spec.provider, retry, &mut diags);
+        diags
+    }
+
+    async fn modify_plan(
+        &self,
+        ctx: &ProviderContext,
+        _prior: Option<&ClusterSecretStoreResource>,
+        planned: &mut PlannedState<'_, ClusterSecretStoreResource>,
+    ) -> Diagnostics {
+        k8s_checks::plan_store(ctx, planned.value(), false).await
+    }
+
+    async fn create(&self, ctx: &ProviderContext, planned: ClusterSecretStoreResource) -> Result<ClusterSecretStoreResource, Diagnostics> {
+        let api = api(ctx).await?;
+        if k::get(&api, &planned.name, &what(&planned.name)).await?.is_some() {
+            return Err(Diagnostic::error(
+                "ClusterSecretStore already exists",
+                format!("{} already exists in the cluster; import it with `terraform import ADDRESS {}` or choose another name.", what(&planned.name), planned.name),
+            )
+            .into());
+        }
+        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned.name)).await?;
+        state_of(&planned, stored)
+    }
+
+    async fn read(&self, ctx: &ProviderContext, current: ClusterSecretStoreResource) -> Result<Option<ClusterSecretStoreResource>, Diagnostics> {
+        let api = api(ctx).await?;
+        match k::get(&api, &current.name, &what(&current.name)).await? {
+            Some(found) => Ok(Some(state_of(&current, found)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn update(
+        &self,
+        ctx: &ProviderContext,
+        _prior: ClusterSecretStoreResource,
+        planned: ClusterSecretStoreResource,
+    ) -> Result<ClusterSecretStoreResource, Diagnostics> {
+        let api = api(ctx).await?;
+        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned.name)).await?;
+        state_of(&planned, stored)
+    }
+
+    async fn delete(&self, ctx: &ProviderContext, prior: ClusterSecretStoreResource) -> Result<(), Diagnostics> {
+        let api = api(ctx).await?;
+        k::delete(&api, &prior.name, &what(&prior.name)).await
+    }
+
+    async fn import(&self, ctx: &ProviderContext, id: String) -> Result<ClusterSecretStoreResource, Diagnostics> {
+        if id.is_empty() || id.contains('/') {
+            return Err(Diagnostic::error(
+                "Invalid ClusterSecretStore import ID",
+                format!("{id:?} is not NAME; a ClusterSecretStore has no namespace, import with e.g. `terraform import ADDRESS my-store`."),
+            )
+            .into());
+        }
+        let api = api(ctx).await?;
+        match k::get(&api, &id, &what(&id)).await? {
+            Some(found) => {
+                let key = ClusterSecretStoreResource { name: id, spec: found.spec.clone(), ready: None, id: None };
+                state_of(&key, found)
+            }
+            None => Err(Diagnostic::error("Cannot import non-existent ClusterSecretStore", format!("{} does not exist; check the ID.", what(&id))).into()),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! `secretbridge_external_secret`: an ExternalSecret, written by server-side
+//! apply as `secretbridge-terraform`. Terraform holds only the mapping
+//! (remote keys to Secret keys); secret values never pass through it.
+//! `remote_refs` is derived from the spec at plan time, so IAM can be wired
+//! from it in the same plan; `ready`/`reason` come from the controller's
+//! status. Import by `NAMESPACE/NAME`. The plan checks that the store it
+//! names exists in its namespace (in the cluster or in this plan).
+
+use ::kube::Api;
+use secretbridge_shared::external_secret::ExternalSecret;
+use secretbridge_shared::names::API_VERSION;
+use secretbridge_shared::terraform::ExternalSecretResource;
+use serde_json::json;
+
+use super::k8s_checks;
+use super::secret_store::fitted_spec;
+use crate::kube as k;
+use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
+use crate::plugin::resource::{PlannedState, ProviderContext, Resource};
+use crate::plugin::value::Value;
+
+/// The `secretbridge_external_secret` resource.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExternalSecretResourceType;
+
+fn what(e: &ExternalSecretResource) -> String {
+    format!("ExternalSecret {}/{}", e.namespace, e.name)
+}
+
+fn manifest(e: &ExternalSecretResource) -> serde_json::Value {
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "ExternalSecret",
+        "metadata": { "name": e.name, "namespace": e.namespace },
+        "spec": e.spec,
+    })
+}
+
+fn state_of(current: &ExternalSecretResource, found: ExternalSecret) -> Result<ExternalSecretResource, Diagnostics> {
+    let spec = fitted_spec(&current.spec, &found.spec, &what(current))?;
+    let (ready, reason) = k::ready_of(found.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default());
+    Ok(ExternalSecretResource {
+        namespace: current.namespace.clone(),
+        name: current.name.clone(),
+        remote_refs: Some(spec.remote_keys()),
+        spec,
+        ready,
+        reason,
+        id: Some(format!("{}/{}", current.namespace, current.name)),
+    })
+}
+
+async fn api(ctx: &ProviderContext, namespace: &str) -> Result<Api<ExternalSecret>, Diagnostics> {
+    Ok(Api::namespaced(k::client(ctx).await?, namespace))
+}
+
+impl Resource for ExternalSecretResourceType {
+    type State = ExternalSecretResource;
+
+    fn type_name(&self) -> &'static str {
+        "secretbridge_external_secret"
+    }
+
+    fn validate(&self, config: &ExternalSecretResource) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        k::check_names(Some(&config.namespace), &config.name, &mut diags);
+        let spec = AttrPath::root("spec");
+        if let Err(e) = config.spec.refresh_interval() {
+            diags.push(Diagnostic::attribute_error(
+                spec.attr("refresh_interval"),
+                "Invalid refresh_interval",
+                format!("{:?} is not a duration ({e}); write it like `1h`, `15m` or `1h30m`, or `0` to sync once.", config.spec.refresh_interval),
+            ));
+        }
+        if !k::is_dns1123_subdomain(&config.spec.secret_store_ref.name) {
+            diags.push(Diagnostic::attribute_error(
+                spec.attr("secret_store_ref").attr("name"),
+                "Invalid store name",
+                format!("{:?} is not a valid Kubernetes object name; use the store's metadata name.", config.spec.secret_store_ref.name),
+            ));
+        }
+        if let Some(target) = &config.spec.target.name
+            && !k::is_dns1123_subdomain(target)
+        {
+            diags.push(Diagnostic::attribute_error(
+                spec.attr("target").attr("name"),
+                "Invalid target Secret name",
+                format!("{target:?} is not a valid Secret name (DNS-1123 subdomain: lower-case letters, digits, '-' and '.')."),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, d) in config.spec.data.iter().enumerate() {
+            if !seen.insert(d.secret_key.as_str()) {
+                diags.push(Diagnostic::attribute_error(
+                    spec.attr("data").index(i).attr("secret_key"),
+                    "Duplicate secret_key",
+                    format!("secret_key {:?} is written by an earlier data entry too; each key of the Secret may come from one entry only.", d.secret_key),
+                ));
+            }
+        }
+        if config.spec.data.is_empty() && config.spec.data_from.is_empty() {
+            diags.push(Diagnostic::attribute_error(
+                spec.clone(),
+                "Nothing to sync",
+                "spec has neither data nor data_from; add at least one mapping so the ExternalSecret writes a key.",
+            ));
+        }
+        diags
+    }
+
+    async fn modify_plan(
+        &self,
+        ctx: &ProviderContext,
+        _prior: Option<&ExternalSecretResource>,
+        planned: &mut PlannedState<'_, ExternalSecretResource>,
+    ) -> Diagnostics {
+        // remote_refs is a pure function of the spec: known at plan time
+        // whenever the mappings are, so IAM can be derived in the same plan.
+        let keys = match planned.model() {
+            Some(model) if !planned.is_unknown(&AttrPath::root("spec").attr("data")) && !planned.is_unknown(&AttrPath::root("spec").attr("data_from")) => {
+                Some(model.spec.remote_keys())
+            }
+            _ => None,
+        };
+        if let Some(keys) = keys {
+            planned.set_attr("remote_refs", Value::List(keys.into_iter().map(Value::String).collect()));
+        }
+        k8s_checks::plan_external_secret(ctx, planned.value()).await
+    }
+
+    async fn create(&self, ctx: &ProviderContext, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
+        let api = api(ctx, &planned.namespace).await?;
+        if k::get(&api, &planned.name, &what(&planned)).await?.is_some() {
+            return Err(Diagnostic::error(
+                "ExternalSecret already exists",
+                format!(
+                    "{} already exists in the cluster; import it with `terraform import ADDRESS {}/{}` or choose another name.",
+                    what(&planned),
+                    planned.namespace,
+                    planned.name
+                ),
+            )
+            .into());
+        }
+        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        state_of(&planned, stored)
+    }
+
+    async fn read(&self, ctx: &ProviderContext, current: ExternalSecretResource) -> Result<Option<ExternalSecretResource>, Diagnostics> {
+        let api = api(ctx, &current.namespace).await?;
+        match k::get(&api, &current.name, &what(&current)).await? {
+            Some(found) => Ok(Some(state_of(&current, found)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn update(&self, ctx: &ProviderContext, _prior: ExternalSecretResource, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
+        let api = api(ctx, &planned.namespace).await?;
+        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        state_of(&planned, stored)
+    }
+
+    async fn delete(&self, ctx: &ProviderContext, prior: ExternalSecretResource) -> Result<(), Diagnostics> {
+        let api = api(ctx, &prior.namespace).await?;
+        k::delete(&api, &prior.name, &what(&prior)).await
+    }
+
+    async fn import(&self, ctx: &ProviderContext, id: String) -> Result<ExternalSecretResource, Diagnostics> {
+        let (namespace, name) = k::split_namespaced_id("ExternalSecret", &id)?;
+        let api = api(ctx, &namespace).await?;
+        let label = format!("ExternalSecret {namespace}/{name}");
+        match k::get(&api, &name, &label).await? {
+            Some(found) => {
+                let key = ExternalSecretResource { namespace, name, spec: found.spec.clone(), remote_refs: None, ready: None, reason: None, id: None };
+                state_of(&key, found)
+            }
+            None => Err(Diagnostic::error("Cannot import non-existent ExternalSecret", format!("{label} does not exist; check the ID.")).into()),
+        }
+    }
+}

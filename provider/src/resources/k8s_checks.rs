@@ -1,0 +1,432 @@
+//! The namespace pitfall, caught at plan time: an ExternalSecret must find
+//! its store in its own namespace, a SecretStore its ServiceAccount in its
+//! own namespace with the annotation its provider needs, and the IAM trust
+//! (IRSA role, Workload Identity binding) must admit the ServiceAccount that
+//! carries it. Each check looks at the other end in this run's plan first
+//! ([`crate::planned`]), then in the cluster, and names both ends and the
+//! fix. Values unknown at plan time are never taken as a mismatch.
+//!
+//! These functions read the raw planned value (Terraform attribute names),
+//! so a partly unknown plan is still checked where it is known.
+
+use ::kube::Api;
+use ::kube::api::ListParams;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use secretbridge_shared::names::{AWS_ROLE_ARN_ANNOTATION, GCP_SERVICE_ACCOUNT_ANNOTATION};
+use secretbridge_shared::store::{ClusterSecretStore, SecretStore};
+
+use crate::kube as k;
+use crate::planned::{Known, PlannedServiceAccount, PlannedServiceAccountRef, PlannedStore, PlannedWorkloadIdentity, StoreProviderKind};
+use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
+use crate::plugin::resource::ProviderContext;
+use crate::plugin::value::Value;
+
+/// A string attribute: `None` when null, [`Known::Unknown`] while unknown.
+fn kstr(v: &Value) -> Option<Known<String>> {
+    match v {
+        Value::String(s) => Some(Known::Value(s.clone())),
+        Value::Unknown => Some(Known::Unknown),
+        _ => None,
+    }
+}
+
+/// A string attribute that is set and known.
+fn known(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Why the order of planning matters, for "not found" diagnostics.
+const ORDER_HINT: &str = "Terraform plans a resource after another only when its configuration references it: if the other end is declared in this configuration, reference it (e.g. `name = secretbridge_secret_store.aws.name`) instead of repeating the literal name.";
+
+/// A cluster lookup that failed: the check ran on the plan only.
+fn lookup_warning(what: &str, e: &Diagnostics) -> Diagnostic {
+    let detail: Vec<String> = e.0.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect();
+    Diagnostic::warning(
+        format!("Could not look up {what} in the cluster"),
+        format!("{}. The namespace checks used this plan only; they run again at apply.", detail.join("; ")),
+    )
+}
+
+/// Records a planned `secretbridge_service_account` and checks it against
+/// the IRSA role and Workload Identity bindings planned before it.
+pub async fn plan_service_account(ctx: &ProviderContext, v: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let (Some(namespace), Some(name)) = (known(v.attr("namespace")), known(v.attr("name"))) else { return diags };
+    let mut annotations = std::collections::BTreeMap::new();
+    let mut complete = true;
+    match v.attr("annotations") {
+        Value::Map(entries) => {
+            for (key, value) in entries {
+                match kstr(value) {
+                    Some(kv) => {
+                        annotations.insert(key.clone(), kv);
+                    }
+                    None => complete = false,
+                }
+            }
+        }
+        Value::Unknown => complete = false,
+        _ => {}
+    }
+    for (key, attr) in [(AWS_ROLE_ARN_ANNOTATION, "aws_role_arn"), (GCP_SERVICE_ACCOUNT_ANNOTATION, "gcp_service_account")] {
+        if let Some(kv) = kstr(v.attr(attr)) {
+            annotations.insert(key.to_owned(), kv);
+        }
+    }
+    let sa = PlannedServiceAccount { namespace: namespace.clone(), name: name.clone(), annotations, annotations_complete: complete };
+    ctx.planned.record_service_account(sa.clone());
+
+    if let Some(arn) = known(v.attr("aws_role_arn")) {
+        check_role_trust(ctx, &sa, &arn, &mut diags).await;
+    }
+    if let Some(gsa) = known(v.attr("gcp_service_account")) {
+        for binding in ctx.planned.workload_identities_for_gsa(&gsa) {
+            if let Some(problem) = workload_identity_mismatch(&binding, &sa) {
+                diags.push(Diagnostic::attribute_error(AttrPath::root("gcp_service_account"), "Workload Identity binding does not match the ServiceAccount", problem));
+            }
+        }
+    }
+    // Bindings for this KSA that name another GSA.
+    for binding in ctx.planned.snapshot().workload_identities {
+        let for_this = binding.namespace.known() == Some(&namespace) && binding.service_account.known() == Some(&name);
+        if for_this
+            && binding.gsa.known().is_some()
+            && let Some(problem) = workload_identity_mismatch(&binding, &sa)
+        {
+            diags.push(Diagnostic::attribute_error(AttrPath::root("gcp_service_account"), "Workload Identity binding does not match the ServiceAccount", problem));
+        }
+    }
+    diags
+}
+
+/// The role named by a ServiceAccount's `aws_role_arn` must trust exactly
+/// that ServiceAccount.
+async fn check_role_trust(ctx: &ProviderContext, sa: &PlannedServiceAccount, arn: &str, diags: &mut Diagnostics) {
+    let path = AttrPath::root("aws_role_arn");
+    if let Some(role) = ctx.planned.irsa_role_for_arn(arn) {
+        if let (Some(ns), Some(name)) = (role.namespace.known(), role.service_account.known())
+            && (ns != &sa.namespace || name != &sa.name)
+        {
+            diags.push(Diagnostic::attribute_error(
+                path,
+                "IRSA role trusts another ServiceAccount",
+                format!(
+                    "ServiceAccount {}/{} carries the ARN of IRSA role '{}', but the role's trust admits only ServiceAccount {ns}/{name}, so STS will refuse the token at runtime. Set the role's namespace = \"{}\" and service_account = \"{}\", or put aws_role_arn on ServiceAccount {ns}/{name} instead.",
+                    sa.namespace, sa.name, role.name, sa.namespace, sa.name
+                ),
+            ));
+        }
+        return;
+    }
+    check_role_trust_in_iam(ctx, sa, arn, &path, diags).await;
+}
+
+/// A role outside this plan: its trust is read from IAM when the AWS side
+/// of the provider offers it; otherwise there is nothing to compare.
+async fn check_role_trust_in_iam(_ctx: &ProviderContext, _sa: &PlannedServiceAccount, _arn: &str, _path: &AttrPath, _diags: &mut Diagnostics) {}
+
+/// What is wrong between a Workload Identity binding and a KSA, if anything.
+fn workload_identity_mismatch(binding: &PlannedWorkloadIdentity, sa: &PlannedServiceAccount) -> Option<String> {
+    let (Some(gsa), Some(ns), Some(ksa)) = (binding.gsa.known(), binding.namespace.known(), binding.service_account.known()) else { return None };
+    let annotated = sa.annotations.get(GCP_SERVICE_ACCOUNT_ANNOTATION);
+    if ns == &sa.namespace && ksa == &sa.name {
+        return match annotated {
+            Some(Known::Value(a)) if a != gsa => Some(format!(
+                "the Workload Identity binding lets KSA {ns}/{ksa} act as GSA {gsa}, but the KSA's {GCP_SERVICE_ACCOUNT_ANNOTATION} annotation names {a}. Set gcp_service_account = \"{gsa}\" on the ServiceAccount, or bind {a} instead."
+            )),
+            None if sa.annotations_complete => Some(format!(
+                "the Workload Identity binding lets KSA {ns}/{ksa} act as GSA {gsa}, but the KSA has no {GCP_SERVICE_ACCOUNT_ANNOTATION} annotation, so pods keep the federated identity. Set gcp_service_account = \"{gsa}\" on the ServiceAccount."
+            )),
+            _ => None,
+        };
+    }
+    match annotated {
+        Some(Known::Value(a)) if a == gsa => Some(format!(
+            "ServiceAccount {}/{} names GSA {gsa}, but the Workload Identity binding for that GSA admits KSA {ns}/{ksa}, so token exchange will be refused at runtime. Set the binding's namespace = \"{}\" and kubernetes_service_account = \"{}\", or annotate ServiceAccount {ns}/{ksa} instead.",
+            sa.namespace, sa.name, sa.namespace, sa.name
+        )),
+        _ => None,
+    }
+}
+
+/// Records a planned Workload Identity binding and checks the KSA it admits
+/// (planned in this run, else in the cluster).
+pub async fn plan_workload_identity(ctx: &ProviderContext, v: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let gsa = kstr(v.attr("service_account")).map(|g| match g {
+        // `projects/P/serviceAccounts/EMAIL` names the same GSA as EMAIL.
+        Known::Value(s) => Known::Value(s.rsplit('/').next().unwrap_or(&s).to_owned()),
+        Known::Unknown => Known::Unknown,
+    });
+    let binding = PlannedWorkloadIdentity {
+        gsa: gsa.unwrap_or(Known::Unknown),
+        namespace: kstr(v.attr("namespace")).unwrap_or(Known::Unknown),
+        service_account: kstr(v.attr("kubernetes_service_account")).unwrap_or(Known::Unknown),
+    };
+    ctx.planned.record_workload_identity(binding.clone());
+    let (Some(gsa), Some(ns), Some(ksa)) = (binding.gsa.known(), binding.namespace.known(), binding.service_account.known()) else { return diags };
+    // A binding without a `kubernetes {}` block may well be for a cluster
+    // Terraform does not manage: only a KSA planned here is checked then.
+    let manages_cluster = ctx.config.get("kubernetes").is_some_and(|k| !k.is_null());
+    let sa = match ctx.planned.service_account(ns, ksa) {
+        Some(sa) => Some(sa),
+        None if !manages_cluster => return diags,
+        None => match cluster_service_account(ctx, ns, ksa).await {
+            Ok(found) => found,
+            Err(e) => {
+                diags.push(lookup_warning(&format!("ServiceAccount {ns}/{ksa}"), &e));
+                return diags;
+            }
+        },
+    };
+    match sa {
+        Some(sa) => {
+            if let Some(problem) = workload_identity_mismatch(&binding, &sa) {
+                diags.push(Diagnostic::attribute_error(
+                    AttrPath::root("kubernetes_service_account"),
+                    "Workload Identity binding does not match the ServiceAccount",
+                    format!("{problem} {ORDER_HINT}"),
+                ));
+            }
+        }
+        None => diags.push(Diagnostic::warning(
+            "Kubernetes ServiceAccount not found",
+            format!(
+                "the binding lets KSA {ns}/{ksa} act as GSA {gsa}, but ServiceAccount {ns}/{ksa} is neither in the cluster nor planned so far; create it with gcp_service_account = \"{gsa}\". {ORDER_HINT}"
+            ),
+        )),
+    }
+    diags
+}
+
+/// The cluster's ServiceAccount as a planned one (annotations known).
+async fn cluster_service_account(ctx: &ProviderContext, namespace: &str, name: &str) -> Result<Option<PlannedServiceAccount>, Diagnostics> {
+    let api: Api<ServiceAccount> = Api::namespaced(k::client(ctx).await?, namespace);
+    let found = k::get(&api, name, &format!("ServiceAccount {namespace}/{name}")).await?;
+    Ok(found.map(|sa| PlannedServiceAccount {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        annotations: sa.metadata.annotations.unwrap_or_default().into_iter().map(|(k, v)| (k, Known::Value(v))).collect(),
+        annotations_complete: true,
+    }))
+}
+
+/// Namespaces (other than `except`) holding a ServiceAccount called `name`,
+/// in this plan or in the cluster.
+async fn service_account_namespaces(ctx: &ProviderContext, name: &str, except: &str) -> Result<Vec<String>, Diagnostics> {
+    let mut found: Vec<String> = ctx.planned.snapshot().service_accounts.keys().filter(|(ns, n)| n == name && ns != except).map(|(ns, _)| ns.clone()).collect();
+    let api: Api<ServiceAccount> = Api::all(k::client(ctx).await?);
+    let list = api.list(&ListParams::default()).await.map_err(|e| k::api_error("list", "ServiceAccounts", &e))?;
+    for sa in list.items {
+        if sa.metadata.name.as_deref() == Some(name)
+            && let Some(ns) = sa.metadata.namespace
+            && ns != except
+        {
+            found.push(ns);
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// Records a planned SecretStore (`namespaced`) or ClusterSecretStore and
+/// checks the ServiceAccount it authenticates as.
+pub async fn plan_store(ctx: &ProviderContext, v: &Value, namespaced: bool) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let Some(name) = known(v.attr("name")) else { return diags };
+    let namespace = if namespaced {
+        match known(v.attr("namespace")) {
+            Some(ns) => Some(ns),
+            None => return diags,
+        }
+    } else {
+        None
+    };
+    let kind_word = if namespaced { "SecretStore" } else { "ClusterSecretStore" };
+    let store_label = match &namespace {
+        Some(ns) => format!("SecretStore {ns}/{name}"),
+        None => format!("ClusterSecretStore {name}"),
+    };
+    let provider = v.attr("spec").attr("provider");
+    let (kind, ref_path, sa_ref) = if !provider.attr("aws").is_null() {
+        let path = AttrPath::root("spec").attr("provider").attr("aws").attr("auth").attr("jwt").attr("service_account_ref");
+        (Some(StoreProviderKind::Aws), path, provider.attr("aws").attr("auth").attr("jwt").attr("service_account_ref"))
+    } else if !provider.attr("gcpsm").is_null() {
+        let path = AttrPath::root("spec").attr("provider").attr("gcpsm").attr("auth").attr("workload_identity").attr("service_account_ref");
+        (Some(StoreProviderKind::GcpSm), path, provider.attr("gcpsm").attr("auth").attr("workload_identity").attr("service_account_ref"))
+    } else {
+        (None, AttrPath::root("spec"), &Value::Null)
+    };
+    let service_account = match sa_ref {
+        Value::Null => None,
+        Value::Unknown => Some(PlannedServiceAccountRef { name: Known::Unknown, namespace: Some(Known::Unknown) }),
+        r => Some(PlannedServiceAccountRef { name: kstr(r.attr("name")).unwrap_or(Known::Unknown), namespace: kstr(r.attr("namespace")) }),
+    };
+    ctx.planned.record_store(PlannedStore { namespace: namespace.clone(), name: name.clone(), provider: kind, service_account: service_account.clone() });
+
+    let Some(sa_ref) = service_account else { return diags };
+    let Known::Value(sa_name) = sa_ref.name else { return diags };
+    let sa_namespace = match (&sa_ref.namespace, &namespace) {
+        (Some(Known::Unknown), _) => return diags,
+        (Some(Known::Value(ref_ns)), Some(store_ns)) if ref_ns != store_ns => {
+            diags.push(Diagnostic::attribute_error(
+                ref_path.attr("namespace"),
+                "ServiceAccount in another namespace",
+                format!(
+                    "{store_label} authenticates as ServiceAccount {ref_ns}/{sa_name}, but a SecretStore may only use a ServiceAccount in its own namespace '{store_ns}' (the controller refuses it at runtime). Declare the ServiceAccount in namespace '{store_ns}' (with the IAM trust for {store_ns}/{sa_name}) and drop service_account_ref.namespace, or use a secretbridge_cluster_secret_store."
+                ),
+            ));
+            return diags;
+        }
+        (Some(Known::Value(ref_ns)), _) => ref_ns.clone(),
+        (None, Some(store_ns)) => store_ns.clone(),
+        // A ClusterSecretStore without a namespace uses the ExternalSecret's.
+        (None, None) => return diags,
+    };
+    let required = match kind {
+        Some(StoreProviderKind::Aws) => Some(AWS_ROLE_ARN_ANNOTATION),
+        // Workload Identity works without a GSA (the federated identity is
+        // granted directly), so no annotation is required.
+        Some(StoreProviderKind::GcpSm) | None => None,
+    };
+    let sa = match ctx.planned.service_account(&sa_namespace, &sa_name) {
+        Some(sa) => Some(sa),
+        None => match cluster_service_account(ctx, &sa_namespace, &sa_name).await {
+            Ok(found) => found,
+            Err(e) => {
+                diags.push(lookup_warning(&format!("ServiceAccount {sa_namespace}/{sa_name}"), &e));
+                return diags;
+            }
+        },
+    };
+    match sa {
+        Some(sa) => {
+            if let Some(annotation) = required
+                && sa.annotations_complete
+                && !sa.annotations.contains_key(annotation)
+            {
+                diags.push(Diagnostic::attribute_error(
+                    ref_path.attr("name"),
+                    "ServiceAccount lacks the cloud annotation",
+                    format!(
+                        "{store_label} authenticates as ServiceAccount {sa_namespace}/{sa_name} through IRSA, but that ServiceAccount has no {annotation} annotation, so the controller cannot pick a role. Set aws_role_arn on the secretbridge_service_account {sa_namespace}/{sa_name} to the IRSA role's ARN. {ORDER_HINT}"
+                    ),
+                ));
+            }
+        }
+        None => match service_account_namespaces(ctx, &sa_name, &sa_namespace).await {
+            Ok(elsewhere) if !elsewhere.is_empty() => diags.push(Diagnostic::attribute_error(
+                ref_path.attr("name"),
+                "ServiceAccount is in another namespace",
+                format!(
+                    "{store_label} uses ServiceAccount '{sa_name}' but it exists only in namespace {} (it must be in '{sa_namespace}'). Declare the ServiceAccount (and its IAM trust) in namespace '{sa_namespace}', or move the {kind_word} to the ServiceAccount's namespace.",
+                    quoted_list(&elsewhere)
+                ),
+            )),
+            Ok(_) => diags.push(Diagnostic::warning(
+                "ServiceAccount not found",
+                format!("{store_label} authenticates as ServiceAccount {sa_namespace}/{sa_name}, which is neither in the cluster nor planned so far; create it before the controller syncs. {ORDER_HINT}"),
+            )),
+            Err(e) => diags.push(lookup_warning(&format!("ServiceAccounts named {sa_name}"), &e)),
+        },
+    }
+    diags
+}
+
+/// Checks that the store an ExternalSecret names exists where it can be used.
+pub async fn plan_external_secret(ctx: &ProviderContext, v: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let (Some(namespace), Some(name)) = (known(v.attr("namespace")), known(v.attr("name"))) else { return diags };
+    let store_ref = v.attr("spec").attr("secret_store_ref");
+    let Some(store) = known(store_ref.attr("name")) else { return diags };
+    let path = AttrPath::root("spec").attr("secret_store_ref").attr("name");
+    let es_label = format!("ExternalSecret {namespace}/{name}");
+    match store_ref.attr("kind") {
+        Value::Unknown => diags,
+        Value::String(kind) if kind == "ClusterSecretStore" => {
+            if ctx.planned.cluster_store(&store).is_some() {
+                return diags;
+            }
+            let found = async {
+                let api: Api<ClusterSecretStore> = Api::all(k::client(ctx).await?);
+                k::get(&api, &store, &format!("ClusterSecretStore {store}")).await
+            }
+            .await;
+            match found {
+                Ok(Some(_)) => {}
+                Ok(None) => diags.push(Diagnostic::attribute_error(
+                    path,
+                    "ClusterSecretStore not found",
+                    format!(
+                        "{es_label} uses ClusterSecretStore '{store}', which is neither in the cluster nor in this plan. Declare a secretbridge_cluster_secret_store named '{store}', or set secret_store_ref.kind = \"SecretStore\" for a store in namespace '{namespace}'. {ORDER_HINT}"
+                    ),
+                )),
+                Err(e) => diags.push(lookup_warning(&format!("ClusterSecretStore {store}"), &e)),
+            }
+            diags
+        }
+        _ => {
+            let planned = ctx.planned.secret_stores_named(&store);
+            if planned.iter().any(|s| s.namespace.as_deref() == Some(namespace.as_str())) {
+                return diags;
+            }
+            let mut elsewhere: Vec<String> = planned.into_iter().filter_map(|s| s.namespace).collect();
+            let found = async {
+                let client = k::client(ctx).await?;
+                let api: Api<SecretStore> = Api::namespaced(client.clone(), &namespace);
+                if k::get(&api, &store, &format!("SecretStore {namespace}/{store}")).await?.is_some() {
+                    return Ok::<_, Diagnostics>(true);
+                }
+                let all: Api<SecretStore> = Api::all(client);
+                match all.list(&ListParams::default()).await {
+                    Ok(list) => {
+                        elsewhere.extend(list.items.into_iter().filter(|s| s.metadata.name.as_deref() == Some(store.as_str())).filter_map(|s| s.metadata.namespace));
+                        Ok(false)
+                    }
+                    // No SecretStore API at all: nothing exists anywhere.
+                    Err(::kube::Error::Api(s)) if s.code == 404 => Ok(false),
+                    Err(e) => Err(k::api_error("list", "SecretStores", &e)),
+                }
+            }
+            .await;
+            match found {
+                Ok(true) => {}
+                Ok(false) => {
+                    elsewhere.sort();
+                    elsewhere.dedup();
+                    elsewhere.retain(|ns| ns != &namespace);
+                    if elsewhere.is_empty() {
+                        diags.push(Diagnostic::attribute_error(
+                            path,
+                            "SecretStore not found",
+                            format!(
+                                "{es_label} uses SecretStore '{store}', which is neither in namespace '{namespace}' of the cluster nor in this plan. Declare a secretbridge_secret_store named '{store}' in namespace '{namespace}'. {ORDER_HINT}"
+                            ),
+                        ));
+                    } else {
+                        let only = if elsewhere.len() == 1 { "namespace" } else { "namespaces" };
+                        diags.push(Diagnostic::attribute_error(
+                            path,
+                            "SecretStore is in another namespace",
+                            format!(
+                                "{es_label} uses SecretStore '{store}' but it exists only in {only} {}. An ExternalSecret can only use a SecretStore in its own namespace: move the ExternalSecret to {}, or declare SecretStore '{store}' (with its ServiceAccount and IAM trust) in namespace '{namespace}', or use a ClusterSecretStore.",
+                                quoted_list(&elsewhere),
+                                quoted_list(&elsewhere),
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => diags.push(lookup_warning(&format!("SecretStore {namespace}/{store}"), &e)),
+            }
+            diags
+        }
+    }
+}
