@@ -230,7 +230,11 @@ fn render_block(out: &mut String, block: &Value, prefix: &str) {
                 Some(nested_type) => {
                     let mode = nested_type.get("nesting_mode").and_then(Value::as_str).unwrap_or("single");
                     nested.push((format!("{prefix}{name}"), nested_type, false));
-                    format!("{} of object, see [below](#nested-schema-for-{})", mode, anchor(&format!("{prefix}{name}")))
+                    let shape = match mode {
+                        "single" => "Object".to_string(),
+                        other => format!("{} of Object", capitalize(other)),
+                    };
+                    format!("{shape}, see [below](#nested-schema-for-{})", anchor(&format!("{prefix}{name}")))
                 }
                 None => type_name(attribute.get("type").unwrap_or(&Value::Null)),
             };
@@ -253,15 +257,16 @@ fn render_block(out: &mut String, block: &Value, prefix: &str) {
             nested.push((format!("{prefix}{name}"), inner, true));
         }
     }
+    let heading = if prefix.is_empty() { "###" } else { "####" };
     if !arguments.is_empty() {
-        out.push_str("### Arguments\n\n| Name | Type | Presence | Description |\n|---|---|---|---|\n");
+        out.push_str(&format!("{heading} Arguments\n\n| Name | Type | Presence | Description |\n|---|---|---|---|\n"));
         for row in &arguments {
             write_row(out, row);
         }
         out.push('\n');
     }
     if !attributes.is_empty() {
-        out.push_str("### Attributes (read-only)\n\n| Name | Type | Presence | Description |\n|---|---|---|---|\n");
+        out.push_str(&format!("{heading} Attributes (read-only)\n\n| Name | Type | Presence | Description |\n|---|---|---|---|\n"));
         for row in &attributes {
             write_row(out, row);
         }
