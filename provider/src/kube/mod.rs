@@ -119,6 +119,32 @@ where
     api.patch(name, &params, &Patch::Apply(object)).await.map_err(|e| api_error("apply", what, &e))
 }
 
+/// Server-side applies `object` like [`apply`], then makes the stored
+/// `spec` exactly `object.spec`: a field that someone else added (a
+/// `kubectl patch` of a field Terraform leaves unset) is owned by their
+/// field manager, so apply alone would keep it. Terraform owns the whole
+/// spec of the objects it declares, so such fields are removed with a
+/// replace of the object (conflict-checked by its resourceVersion).
+pub async fn apply_exact_spec<K>(api: &Api<K>, name: &str, object: &serde_json::Value, what: &str) -> Result<K, Diagnostics>
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let stored = apply(api, name, object, what).await?;
+    let mut current = serde_json::to_value(&stored).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+    let desired_spec = object.get("spec").cloned().unwrap_or(serde_json::Value::Null);
+    if current.get("spec") == Some(&desired_spec) {
+        return Ok(stored);
+    }
+    if let Some(fields) = current.as_object_mut() {
+        fields.insert("spec".to_owned(), desired_spec);
+        // Status belongs to the controller and its own subresource.
+        fields.remove("status");
+    }
+    let replacement: K = serde_json::from_value(current).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+    let params = ::kube::api::PostParams { dry_run: false, field_manager: Some(TERRAFORM_FIELD_MANAGER.to_owned()) };
+    api.replace(name, &params, &replacement).await.map_err(|e| api_error("replace", what, &e))
+}
+
 /// Deletes an object; already gone is success.
 pub async fn delete<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), Diagnostics>
 where

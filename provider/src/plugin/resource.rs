@@ -261,7 +261,9 @@ impl<R: Resource> DynResource for Registered<R> {
             if diags.has_errors() {
                 return Err(diags);
             }
-            Ok((view.into_value(), diags))
+            let mut planned = view.into_value();
+            settle_computed(&prior, &mut planned, &self.schema.rules);
+            Ok((planned, diags))
         })
     }
 
@@ -406,9 +408,68 @@ impl<'s, S: Serialize + DeserializeOwned> PlannedState<'s, S> {
         self.model = self.schema.to_model(&self.value).ok();
     }
 
+    /// Fills attributes that are null in the plan but have a default (or
+    /// are otherwise computed, not computed-only) with what the typed model
+    /// holds there, e.g. the defaults inside a nested object whose own
+    /// default was planned as a whole. Configured and unknown values are
+    /// left alone. Does nothing without a typed model.
+    pub fn fill_defaults_from_model(&mut self) -> Result<(), Diagnostics> {
+        let Some(model) = &self.model else { return Ok(()) };
+        let from_model = self.schema.from_model(model).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
+        fill_null_computed(&mut self.value, &from_model, &self.schema.rules);
+        self.model = self.schema.to_model(&self.value).ok();
+        Ok(())
+    }
+
     /// The adjusted plan.
     pub fn into_value(self) -> Value {
         self.value
+    }
+}
+
+/// When a hook's adjustments leave every configurable attribute as it was
+/// in the prior state, nothing changes after all: computed-only values the
+/// generic plan marked unknown keep their prior values, so the plan is empty.
+fn settle_computed(prior: &Value, planned: &mut Value, rules: &RuleTree) {
+    if prior.is_null() {
+        return;
+    }
+    let Value::Map(entries) = planned else { return };
+    let unchanged = rules.attrs.iter().filter(|(_, n)| !n.rules.computed_only).all(|(name, _)| entries.get(name).unwrap_or(&Value::Null) == prior.attr(name));
+    if !unchanged {
+        return;
+    }
+    for (name, node) in &rules.attrs {
+        if node.rules.computed_only
+            && let Some(slot) = entries.get_mut(name)
+            && matches!(slot, Value::Unknown)
+        {
+            *slot = prior.attr(name).clone();
+        }
+    }
+}
+
+/// Null, non-computed-only, computed attributes of `planned` take their value from `model`.
+fn fill_null_computed(planned: &mut Value, model: &Value, rules: &RuleTree) {
+    let Value::Map(entries) = planned else { return };
+    for (name, node) in &rules.attrs {
+        let Some(slot) = entries.get_mut(name) else { continue };
+        let source = model.attr(name);
+        if slot.is_null() {
+            if node.rules.computed && !node.rules.computed_only && !source.is_null() {
+                *slot = source.clone();
+            }
+            continue;
+        }
+        match (&node.nested, &mut *slot, source) {
+            (Some((Nesting::Single, tree)), slot, source) => fill_null_computed(slot, source, tree),
+            (Some((_, tree)), Value::List(items), Value::List(sources)) if items.len() == sources.len() => {
+                for (item, source) in items.iter_mut().zip(sources) {
+                    fill_null_computed(item, source, tree);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

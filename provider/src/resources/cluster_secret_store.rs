@@ -93,7 +93,7 @@ impl Resource for ClusterSecretStoreResourceType {
         planned: ClusterSecretStoreResource,
     ) -> Result<ClusterSecretStoreResource, Diagnostics> {
         let api = api(ctx).await?;
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned.name)).await?;
+        let stored = k::apply_exact_spec(&api, &planned.name, &manifest(&planned), &what(&planned.name)).await?;
         state_of(&planned, stored)
     }
 

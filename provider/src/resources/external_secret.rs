@@ -114,6 +114,12 @@ impl Resource for ExternalSecretResourceType {
         _prior: Option<&ExternalSecretResource>,
         planned: &mut PlannedState<'_, ExternalSecretResource>,
     ) -> Diagnostics {
+        // A `target` left out of the configuration is planned as its default
+        // object; its own defaults (creation and deletion policy) come from the model.
+        let mut diags = match planned.fill_defaults_from_model() {
+            Ok(()) => Diagnostics::default(),
+            Err(d) => return d,
+        };
         // remote_refs is a pure function of the spec: known at plan time
         // whenever the mappings are, so IAM can be derived in the same plan.
         let keys = match planned.model() {
@@ -125,7 +131,8 @@ impl Resource for ExternalSecretResourceType {
         if let Some(keys) = keys {
             planned.set_attr("remote_refs", Value::List(keys.into_iter().map(Value::String).collect()));
         }
-        k8s_checks::plan_external_secret(ctx, planned.value()).await
+        diags.extend(k8s_checks::plan_external_secret(ctx, planned.value()).await);
+        diags
     }
 
     async fn create(&self, ctx: &ProviderContext, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
@@ -156,7 +163,7 @@ impl Resource for ExternalSecretResourceType {
 
     async fn update(&self, ctx: &ProviderContext, _prior: ExternalSecretResource, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        let stored = k::apply_exact_spec(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
         state_of(&planned, stored)
     }
 

@@ -430,3 +430,131 @@ pub async fn plan_external_secret(ctx: &ProviderContext, v: &Value) -> Diagnosti
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planned::PlannedIrsaRole;
+    use std::collections::BTreeMap;
+
+    fn s(v: &str) -> Value {
+        Value::String(v.to_owned())
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        Value::Map(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<BTreeMap<_, _>>())
+    }
+
+    /// A configured provider without a `kubernetes {}` block: the checks use the plan only.
+    fn ctx() -> ProviderContext {
+        ProviderContext { configured: true, ..ProviderContext::default() }
+    }
+
+    fn sa(ns: &str, name: &str, arn: Value, gsa: Value) -> Value {
+        obj(&[("namespace", s(ns)), ("name", s(name)), ("annotations", Value::Null), ("aws_role_arn", arn), ("gcp_service_account", gsa)])
+    }
+
+    fn binding(gsa: &str, ns: &str, ksa: &str) -> Value {
+        obj(&[("service_account", s(gsa)), ("namespace", s(ns)), ("kubernetes_service_account", s(ksa))])
+    }
+
+    fn errors(d: &Diagnostics) -> Vec<String> {
+        d.0.iter().filter(|d| d.severity == crate::plugin::diag::Severity::Error).map(|d| d.detail.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn irsa_role_trusting_another_service_account_is_an_error() {
+        let ctx = ctx();
+        ctx.planned.record_irsa_role(PlannedIrsaRole {
+            name: "eso".into(),
+            arn: Known::Unknown,
+            namespace: Known::Value("default".into()),
+            service_account: Known::Value("eso".into()),
+        });
+        let d = plan_service_account(&ctx, &sa("app", "eso", s("arn:aws:iam::123456789012:role/eso"), Value::Null)).await;
+        let errs = errors(&d);
+        assert_eq!(errs.len(), 1, "{d:?}");
+        assert!(errs[0].contains("ServiceAccount app/eso carries the ARN of IRSA role 'eso'"), "{}", errs[0]);
+        assert!(errs[0].contains("admits only ServiceAccount default/eso"), "{}", errs[0]);
+        // The matching ServiceAccount passes, and an unknown ARN proves nothing.
+        assert!(errors(&plan_service_account(&ctx, &sa("default", "eso", s("arn:aws:iam::123456789012:role/eso"), Value::Null)).await).is_empty());
+        assert!(errors(&plan_service_account(&ctx, &sa("app", "eso", Value::Unknown, Value::Null)).await).is_empty());
+        // Recorded for the store checks, with the unknown annotation as such.
+        let recorded = ctx.planned.service_account("app", "eso").expect("recorded");
+        assert_eq!(recorded.annotations.get(AWS_ROLE_ARN_ANNOTATION), Some(&Known::Unknown));
+    }
+
+    #[tokio::test]
+    async fn workload_identity_mismatch_is_caught_whichever_end_is_planned_second() {
+        let gsa = "reader@proj.iam.gserviceaccount.com";
+        // Binding first, then a KSA in another namespace naming the GSA.
+        let first = ctx();
+        assert!(errors(&plan_workload_identity(&first, &binding(gsa, "default", "reader")).await).is_empty(), "far end missing: no error");
+        let d = plan_service_account(&first, &sa("app", "reader", Value::Null, s(gsa))).await;
+        let errs = errors(&d);
+        assert_eq!(errs.len(), 1, "{d:?}");
+        assert!(errs[0].contains("ServiceAccount app/reader names GSA") && errs[0].contains("admits KSA default/reader"), "{}", errs[0]);
+
+        // KSA first (annotated with another GSA), then the binding for it.
+        let second = ctx();
+        assert!(errors(&plan_service_account(&second, &sa("app", "reader", Value::Null, s("other@proj.iam.gserviceaccount.com"))).await).is_empty());
+        let d = plan_workload_identity(&second, &binding(&format!("projects/proj/serviceAccounts/{gsa}"), "app", "reader")).await;
+        let errs = errors(&d);
+        assert_eq!(errs.len(), 1, "{d:?}");
+        assert!(errs[0].contains("act as GSA reader@proj") && errs[0].contains("annotation names other@proj"), "{}", errs[0]);
+
+        // Matching ends pass.
+        let third = ctx();
+        assert!(errors(&plan_service_account(&third, &sa("app", "reader", Value::Null, s(gsa))).await).is_empty());
+        assert!(errors(&plan_workload_identity(&third, &binding(gsa, "app", "reader")).await).is_empty());
+    }
+
+    fn store(ns: &str, sa_ref: Value) -> Value {
+        obj(&[
+            ("namespace", s(ns)),
+            ("name", s("aws")),
+            (
+                "spec",
+                obj(&[(
+                    "provider",
+                    obj(&[
+                        ("aws", obj(&[("service", s("ParameterStore")), ("region", s("eu-west-1")), ("auth", obj(&[("jwt", obj(&[("service_account_ref", sa_ref)]))]))])),
+                        ("gcpsm", Value::Null),
+                    ]),
+                )]),
+            ),
+        ])
+    }
+
+    #[tokio::test]
+    async fn store_checks_use_the_planned_service_account() {
+        let ctx = ctx();
+        // The ServiceAccount in the plan carries the role ARN: fine, and recorded.
+        plan_service_account(&ctx, &sa("app", "eso", s("arn:aws:iam::1:role/eso"), Value::Null)).await;
+        let ok = plan_store(&ctx, &store("app", obj(&[("name", s("eso")), ("namespace", Value::Null)])), true).await;
+        assert!(errors(&ok).is_empty(), "{ok:?}");
+        assert_eq!(ctx.planned.secret_stores_named("aws").len(), 1);
+        // Another namespace in the reference.
+        let d = plan_store(&ctx, &store("app", obj(&[("name", s("eso")), ("namespace", s("default"))])), true).await;
+        assert!(errors(&d)[0].contains("SecretStore app/aws authenticates as ServiceAccount default/eso"), "{d:?}");
+        // The planned ServiceAccount without the annotation.
+        plan_service_account(&ctx, &sa("app", "plain", Value::Null, Value::Null)).await;
+        let d = plan_store(&ctx, &store("app", obj(&[("name", s("plain")), ("namespace", Value::Null)])), true).await;
+        assert!(errors(&d)[0].contains("has no eks.amazonaws.com/role-arn annotation"), "{d:?}");
+        // An unknown reference is not judged.
+        let d = plan_store(&ctx, &store("app", obj(&[("name", Value::Unknown), ("namespace", Value::Null)])), true).await;
+        assert!(errors(&d).is_empty(), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn external_secret_finds_its_store_in_the_plan() {
+        let ctx = ctx();
+        ctx.planned.record_store(PlannedStore { namespace: Some("app".into()), name: "aws".into(), provider: Some(StoreProviderKind::Aws), service_account: None });
+        ctx.planned.record_store(PlannedStore { namespace: None, name: "global".into(), provider: Some(StoreProviderKind::Aws), service_account: None });
+        let es = |ns: &str, store: &str, kind: &str| {
+            obj(&[("namespace", s(ns)), ("name", s("db")), ("spec", obj(&[("secret_store_ref", obj(&[("name", s(store)), ("kind", s(kind))]))]))])
+        };
+        assert!(errors(&plan_external_secret(&ctx, &es("app", "aws", "SecretStore")).await).is_empty());
+        assert!(errors(&plan_external_secret(&ctx, &es("other", "global", "ClusterSecretStore")).await).is_empty());
+    }
+}

@@ -137,7 +137,7 @@ impl Resource for SecretStoreResourceType {
 
     async fn update(&self, ctx: &ProviderContext, _prior: SecretStoreResource, planned: SecretStoreResource) -> Result<SecretStoreResource, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        let stored = k::apply_exact_spec(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
         state_of(&planned, stored)
     }
 

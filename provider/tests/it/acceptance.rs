@@ -60,6 +60,11 @@ impl Workdir {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs with extra environment variables (e.g. `TF_LOG`, which `run` clears).
+    pub fn run_with_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         Command::new(&self.terraform)
             .args(args)
             .current_dir(self.work())
@@ -70,6 +75,7 @@ impl Workdir {
             .env("SECRETBRIDGE_PROVIDER_TEST_RESOURCES", "1")
             .env("SECRETBRIDGE_TEST_OBJECT_DIR", &self.objects)
             .env_remove("TF_LOG")
+            .envs(envs.iter().copied())
             .output()
             .expect("run terraform")
     }

@@ -12,6 +12,7 @@ mod gcp_validation;
 mod gcp_workload_identity;
 mod golden;
 mod handshake;
+mod k8s_objects;
 mod mtls;
 mod plan_hook;
 mod rpc;
