@@ -4,6 +4,7 @@
 //! schema generation, the [`plugin::resource::Resource`] trait); resources
 //! live in [`resources`], one file each.
 
+pub mod aws;
 pub mod docs;
 pub mod gcp;
 pub mod kube;
@@ -20,6 +21,8 @@ use secretbridge_shared::terraform::ProviderConfig;
 pub fn provider(include_test_resources: bool) -> Result<ProviderServer, SchemaError> {
     let mut builder = ProviderServer::builder::<ProviderConfig>()?;
     builder = builder.resource(resources::service_account::ServiceAccountResource)?;
+    builder = builder.resource(resources::aws_oidc_provider::AwsOidcProviderResource)?;
+    builder = builder.resource(resources::aws_irsa_role::AwsIrsaRoleResource)?;
     builder = builder.resource(resources::secret_store::SecretStoreResourceType)?;
     builder = builder.resource(resources::cluster_secret_store::ClusterSecretStoreResourceType)?;
     builder = builder.resource(resources::external_secret::ExternalSecretResourceType)?;

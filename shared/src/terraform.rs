@@ -63,9 +63,16 @@ pub struct AwsConfig {
     /// Named profile from the shared AWS config files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Endpoint URL for every AWS API, for emulators such as moto or LocalStack.
+    /// Endpoint URL for every AWS API, for emulators such as moto or LocalStack. Defaults to `AWS_ENDPOINT_URL` when that is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Static access key ID, instead of the standard credential chain (for emulators and tests; set together with `secret_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// Static secret access key paired with `access_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-sensitive" = true))]
+    pub secret_key: Option<String>,
 }
 
 /// GCP settings of the provider. Credentials come from Application Default Credentials unless `access_token` is set.
@@ -113,7 +120,7 @@ pub struct AwsOidcProvider {
     /// The cluster's OIDC issuer URL (`https://...`), e.g. the EKS cluster's `identity[0].oidc[0].issuer`. Changing it replaces the provider.
     #[schemars(regex(pattern = r"^https://"), extend("x-terraform-requires-replace" = true))]
     pub url: String,
-    /// Audiences (client IDs) that may use the provider.
+    /// Audiences (client IDs) that may use the provider; defaults to `["sts.amazonaws.com"]`, the audience of IRSA tokens.
     #[serde(default = "default_client_ids")]
     #[schemars(extend("x-terraform-computed" = true))]
     pub client_ids: Vec<String>,
@@ -158,16 +165,16 @@ pub struct AwsIrsaRole {
     #[serde(default = "default_max_session_duration")]
     #[schemars(range(min = 3600, max = 43200))]
     pub max_session_duration: i64,
-    /// ARN of a managed policy that bounds the role's permissions.
+    /// ARN of a managed policy that bounds the role's permissions, e.g. `arn:aws:iam::123456789012:policy/boundary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions_boundary: Option<String>,
-    /// ARN of the cluster's IAM OIDC provider, e.g. `secretbridge_aws_oidc_provider.eks.arn`.
+    /// ARN of the cluster's IAM OIDC provider, e.g. `secretbridge_aws_oidc_provider.eks.arn`. The trust policy's federated principal; its account is the role's account.
     pub oidc_provider_arn: String,
-    /// Namespace of the ServiceAccount allowed to assume the role.
+    /// Namespace of the ServiceAccount allowed to assume the role (a DNS-1123 label).
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
-    /// Name of the ServiceAccount allowed to assume the role.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the ServiceAccount allowed to assume the role (a DNS-1123 label).
+    #[schemars(length(min = 1, max = 63))]
     pub service_account: String,
     /// What the role may read; exactly these become the role's only inline policy.
     pub access: IrsaAccess,
@@ -179,14 +186,22 @@ pub struct AwsIrsaRole {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-terraform-computed-only" = true))]
     pub trust_policy_json: Option<String>,
-    /// The derived access policy, as canonical JSON.
+    /// The derived access policy, as canonical JSON: the role's only inline policy, `secretbridge-access`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-terraform-computed-only" = true))]
     pub access_policy_json: Option<String>,
+    /// Whether IAM holds exactly the derived trust policy and the one derived inline policy. A refresh sets it to `false` after an out-of-band edit (an edited trust or inline policy, an extra inline policy); the next apply rewrites them.
+    #[serde(default = "default_true")]
+    #[schemars(extend("x-terraform-computed-only" = true))]
+    pub policies_in_sync: bool,
     /// Same as `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-terraform-computed-only" = true, "x-terraform-use-state-for-unknown" = true))]
     pub id: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_iam_path() -> String {
@@ -200,10 +215,10 @@ fn default_max_session_duration() -> i64 {
 /// The remote keys an IRSA role may read.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct IrsaAccess {
-    /// SSM parameter names (`/app/db/url`) or path prefixes (`/app/*`). Wire them from `secretbridge_external_secret.NAME.remote_refs`.
+    /// SSM parameter names (`/app/db/url`) or path prefixes (`/app/*`, which also grants `ssm:GetParametersByPath` on `/app`), each starting with `/`. Wire them from `secretbridge_external_secret.NAME.remote_refs`.
     #[serde(default)]
     pub parameters: Vec<String>,
-    /// Secrets Manager secret names or ARNs.
+    /// Secrets Manager secret names (granted with the 6-character suffix wildcard, `NAME-??????`) or full ARNs (used as they are).
     #[serde(default)]
     pub secrets: Vec<String>,
     /// ARNs of customer-managed KMS keys that encrypt those parameters or secrets (`kms:Decrypt`).

@@ -1,5 +1,7 @@
 //! Terraform resources served by the provider, one file each.
 
+pub mod aws_irsa_role;
+pub mod aws_oidc_provider;
 pub mod cluster_secret_store;
 pub mod external_secret;
 pub mod gcp_secret_access;

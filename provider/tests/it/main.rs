@@ -2,6 +2,10 @@
 //! the binary's handshake, and the acceptance lifecycle on real Terraform.
 
 mod acceptance;
+mod aws_common;
+mod aws_end_to_end;
+mod aws_irsa_role;
+mod aws_oidc_provider;
 mod bench;
 mod docs;
 mod gcp_common;
