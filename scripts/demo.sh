@@ -12,7 +12,7 @@ TARGET_DIR="$("$CARGO" metadata --format-version 1 --no-deps --locked | python3 
 BIN="$TARGET_DIR/debug"
 for binary in secretbridge-demo secretbridge-controller terraform-provider-secretbridge; do
     if [ ! -x "$BIN/$binary" ]; then
-        printf 'demo: %s is missing; run `make setup` first (it builds the workspace)\n' "$BIN/$binary" >&2
+        printf 'demo: %s is missing; run `make setup` first (it builds the workspace; the demo driver is package secretbridge-e2e in tests/e2e, which must be a workspace member)\n' "$BIN/$binary" >&2
         exit 1
     fi
 done

@@ -28,6 +28,8 @@ mod kube_helpers;
 
 /// The harness (moto, terraform, `workspace_bin`, `repo_root`), re-exported for stack users.
 pub use secretbridge_harness as harness;
+/// The stand-ins, re-exported (fault codes, options, stats types).
+pub use {aws_guard, gcp_standin, kube_standin};
 
 pub use controller::{ControllerOptions, ControllerProcess, metric_value};
 pub use error::StackError;

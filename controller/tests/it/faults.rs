@@ -1,0 +1,230 @@
+//! Issue 10's faults, with nothing lost: a cloud outage, throttling, an API
+//! server restart and a controller crash mid-sync.
+
+use crate::support::*;
+use secretbridge_shared::ConditionStatus;
+use secretbridge_shared::names::{AWS_ROLE_ARN_ANNOTATION, GCP_SERVICE_ACCOUNT_ANNOTATION, MANAGED_LABEL};
+use secretbridge_stack::{Stack, ready_condition, secret_strings};
+use serde_json::json;
+use std::time::Duration;
+
+/// A namespace with an SSM SecretStore `ssm` whose role may read `/NS/*`.
+async fn ssm_namespace(stack: &Stack, prefix: &str) -> String {
+    let ns = stack.create_namespace(prefix).await.unwrap();
+    stack.create_oidc_provider().await.unwrap();
+    let pattern = format!("arn:aws:ssm:{}:{}:parameter/{ns}/*", stack.aws_region(), secretbridge_stack::AWS_ACCOUNT);
+    let role = stack.create_irsa_role(&ns, &ns, "app", &[&pattern], &[]).await.unwrap();
+    stack.create_service_account(&ns, "app", &[(AWS_ROLE_ARN_ANNOTATION, &role)]).await.unwrap();
+    stack
+        .apply_value(
+            &json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "ssm", "namespace": ns},
+                "spec": {"provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
+                    "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}}),
+            None,
+        )
+        .await
+        .unwrap();
+    ns
+}
+
+/// A namespace with a GCP SecretStore `gcp` (Workload Identity as GSA `sb-NS`).
+async fn gcp_namespace(stack: &Stack, prefix: &str) -> (String, String) {
+    let ns = stack.create_namespace(prefix).await.unwrap();
+    let gsa = stack.create_gsa(&format!("sb-{ns}")).unwrap();
+    stack.grant_workload_identity_user(&gsa, &ns, "app").unwrap();
+    stack.create_service_account(&ns, "app", &[(GCP_SERVICE_ACCOUNT_ANNOTATION, &gsa)]).await.unwrap();
+    stack
+        .apply_value(
+            &json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "gcp", "namespace": ns},
+                "spec": {"provider": {"gcpsm": {"projectID": stack.gcp_project(), "auth": {"workloadIdentity": {
+                    "clusterLocation": "europe-west1", "clusterName": "e2e", "serviceAccountRef": {"name": "app"}}}}}}}),
+            None,
+        )
+        .await
+        .unwrap();
+    (ns, gsa)
+}
+
+/// An ExternalSecret `name` -> Secret `name` with `data` pairs (secretKey, remote key).
+async fn external_secret(stack: &Stack, ns: &str, name: &str, store: &str, refresh: &str, data: &[(&str, &str)]) {
+    let data: Vec<_> = data.iter().map(|(k, key)| json!({"secretKey": k, "remoteRef": {"key": key}})).collect();
+    stack
+        .apply_value(
+            &json!({"apiVersion": "secretbridge.io/v1", "kind": "ExternalSecret", "metadata": {"name": name, "namespace": ns},
+                "spec": {"refreshInterval": refresh, "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                    "target": {"name": name}, "data": data}}),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
+    let stack = stack(true, true).await;
+    let controller = controller(&stack).await;
+    let ns = ssm_namespace(&stack, "fault-outage-aws").await;
+    let (gns, gsa) = gcp_namespace(&stack, "fault-outage-gcp").await;
+    let key = format!("/{ns}/db");
+    stack.put_parameter(&key, "v1").await.unwrap();
+    let gkey = format!("{gns}-db");
+    stack.seed_secret(&gkey, &[b"g1"]).unwrap();
+    stack.grant_secret_accessor(&gkey, &format!("serviceAccount:{gsa}")).unwrap();
+    external_secret(&stack, &ns, "db", "ssm", "1s", &[("v", &key)]).await;
+    external_secret(&stack, &gns, "db", "gcp", "1s", &[("v", &gkey)]).await;
+    let before = stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "AWS sync");
+    let gbefore = stack.wait_secret_data(&gns, "db", &[("v", "g1")], SYNC_TIMEOUT).await.or_logs(&controller, "GCP sync");
+
+    // AWS goes down (every call answers 503); GCP fails its next reads.
+    let guard = stack.guard().unwrap();
+    guard.set_unavailable(true);
+    let gcp_failures = 8;
+    stack.gcp().unwrap().inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::Unavailable, gcp_failures);
+    let failed = stack
+        .wait_external_secret(&ns, "db", SYNC_TIMEOUT, "Ready=False during the outage", |es| {
+            ready_condition(es).is_some_and(|c| c.status == ConditionStatus::False)
+        })
+        .await
+        .or_logs(&controller, "the outage shows in status");
+    let message = ready_condition(&failed).and_then(|c| c.message.clone()).unwrap_or_default();
+    assert!(message.contains(&key), "the condition names the key: {message}");
+    let unavailable_at_failure = guard.stats().unavailable;
+    // Watch the outage for a while: with a 1s refresh and no backoff the
+    // controller would call every second; backoff (5s, 10s, ...) keeps it to a few.
+    let watch = Duration::from_secs(8);
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < watch {
+        let secret = stack.get_secret(&ns, "db").await.unwrap().expect("the Secret stays during the outage");
+        assert_eq!(secret_strings(&secret), secret_strings(&before), "the Secret's data is untouched during the outage");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let attempts = guard.stats().unavailable - unavailable_at_failure;
+    // Each attempt is at most 3 SDK tries; without backoff 8s of 1s refreshes would be ~24.
+    assert!(attempts <= 12, "retries back off during the outage: {attempts} refused calls in {watch:?}");
+    let secret = stack.get_secret(&gns, "db").await.unwrap().expect("the GCP Secret stays");
+    assert_eq!(secret_strings(&secret), secret_strings(&gbefore), "the GCP Secret is untouched");
+
+    // The backends return, with new values: the controller recovers by itself.
+    stack.put_parameter(&key, "v2").await.unwrap();
+    stack.add_secret_version(&gkey, b"g2").await.unwrap();
+    guard.set_unavailable(false);
+    stack.wait_secret_data(&ns, "db", &[("v", "v2")], Duration::from_secs(120)).await.or_logs(&controller, "AWS recovery");
+    stack.wait_ready(&ns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "AWS Ready again");
+    stack.wait_secret_data(&gns, "db", &[("v", "g2")], Duration::from_secs(120)).await.or_logs(&controller, "GCP recovery");
+    stack.wait_ready(&gns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready again");
+    assert!(
+        stack.gcp().unwrap().call_count("AccessSecretVersion") >= 2 + u64::from(gcp_failures),
+        "every injected GCP failure was consumed before recovery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_backs_off_and_recovers() {
+    let stack = stack(true, true).await;
+    let controller = controller(&stack).await;
+    let ns = ssm_namespace(&stack, "fault-throttle-aws").await;
+    let (gns, gsa) = gcp_namespace(&stack, "fault-throttle-gcp").await;
+    let key = format!("/{ns}/db");
+    stack.put_parameter(&key, "v1").await.unwrap();
+    let gkey = format!("{gns}-db");
+    stack.seed_secret(&gkey, &[b"g1"]).unwrap();
+    stack.grant_secret_accessor(&gkey, &format!("serviceAccount:{gsa}")).unwrap();
+    // Throttle before the first sync: the first data calls are refused.
+    let guard = stack.guard().unwrap();
+    let throttles = 6;
+    guard.inject_throttling(throttles);
+    stack.gcp().unwrap().inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::ResourceExhausted, 4);
+    external_secret(&stack, &ns, "db", "ssm", "1h", &[("v", &key)]).await;
+    external_secret(&stack, &gns, "db", "gcp", "1h", &[("v", &gkey)]).await;
+    stack.wait_secret_data(&ns, "db", &[("v", "v1")], Duration::from_secs(120)).await.or_logs(&controller, "AWS sync after throttling");
+    stack.wait_ready(&ns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "AWS Ready");
+    stack.wait_secret_data(&gns, "db", &[("v", "g1")], Duration::from_secs(120)).await.or_logs(&controller, "GCP sync after throttling");
+    stack.wait_ready(&gns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready");
+    let stats = guard.stats();
+    assert_eq!(stats.throttled, throttles, "every injected throttle was hit before success: {stats:?}");
+    let metrics = controller.metrics_text().await.unwrap();
+    let throttled = ["secretbridge_backend_calls_total", "secretbridge_provider_api_calls_total"]
+        .iter()
+        .map(|name| secretbridge_stack::metric_value(&metrics, name, &[("status", "Throttled")]))
+        .fold(0.0, f64::max);
+    assert!(throttled >= 1.0, "the controller counts throttled calls:\n{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_restart_drops_watches_and_the_controller_picks_up_changes() {
+    let mut stack = stack(true, false).await;
+    let controller = controller(&stack).await;
+    let ns = ssm_namespace(&stack, "fault-apiserver").await;
+    let key = format!("/{ns}/db");
+    let extra = format!("/{ns}/extra");
+    stack.put_parameter(&key, "v1").await.unwrap();
+    stack.put_parameter(&extra, "x1").await.unwrap();
+    external_secret(&stack, &ns, "db", "ssm", "1h", &[("v", &key)]).await;
+    stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "first sync");
+
+    // The API server goes away, cutting every watch; the remote value changes meanwhile.
+    stack.cluster_mut().standin_mut().expect("a stand-in, not a real cluster").stop();
+    stack.put_parameter(&key, "v2").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the controller notice the broken watches
+    stack.cluster_mut().standin_mut().expect("stand-in").restart().await.unwrap();
+
+    // Changes after the restart arrive through re-established watches: a
+    // spec change (new key) and a new ExternalSecret.
+    external_secret(&stack, &ns, "db", "ssm", "1h", &[("v", &key), ("extra", &extra)]).await;
+    external_secret(&stack, &ns, "late", "ssm", "1h", &[("v", &extra)]).await;
+    stack
+        .wait_secret_data(&ns, "db", &[("v", "v2"), ("extra", "x1")], Duration::from_secs(120))
+        .await
+        .or_logs(&controller, "the spec change after the restart is picked up");
+    stack
+        .wait_secret_data(&ns, "late", &[("v", "x1")], Duration::from_secs(120))
+        .await
+        .or_logs(&controller, "an ExternalSecret created after the restart syncs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_sync_converges_without_blank_or_duplicate_secrets() {
+    const COUNT: usize = 30;
+    let stack = stack(true, false).await;
+    let ns = ssm_namespace(&stack, "fault-crash").await;
+    for i in 0..COUNT {
+        stack.put_parameter(&format!("/{ns}/k{i}"), &format!("value-{i}")).await.unwrap();
+    }
+    let mut first = controller(&stack).await;
+    for i in 0..COUNT {
+        external_secret(&stack, &ns, &format!("es-{i:02}"), "ssm", "1h", &[("v", &format!("/{ns}/k{i}"))]).await;
+    }
+    // Kill it once some, but (most likely) not all, Secrets are written.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(stack.client(), &ns);
+    let managed = kube::api::ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let written = secrets.list(&managed).await.unwrap().items.len();
+        if written >= 1 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    assert!(!first.is_running(), "SIGKILL stopped the controller");
+
+    let second = controller(&stack).await;
+    for i in 0..COUNT {
+        let name = format!("es-{i:02}");
+        stack
+            .wait_secret_data(&ns, &name, &[("v", &format!("value-{i}"))], SYNC_TIMEOUT)
+            .await
+            .or_logs(&second, "the restarted controller converges");
+        stack.wait_ready(&ns, &name, SYNC_TIMEOUT).await.or_logs(&second, "Ready after the restart");
+    }
+    let all = secrets.list(&Default::default()).await.unwrap().items;
+    let managed: Vec<_> = all
+        .iter()
+        .filter(|s| s.metadata.labels.as_ref().is_some_and(|l| l.contains_key(MANAGED_LABEL)))
+        .collect();
+    assert_eq!(managed.len(), COUNT, "one Secret per ExternalSecret, no duplicates");
+    for secret in managed {
+        let data = secret_strings(secret);
+        assert!(data.len() == 1 && data.values().all(|v| v.starts_with("value-")), "no blank Secret: {data:?}");
+    }
+}
