@@ -34,6 +34,14 @@ pub enum BuildError {
         /// The requested type.
         type_: String,
     },
+    /// The target Secret belongs to another ExternalSecret.
+    #[error("Secret {secret:?} is owned by ExternalSecret {owner:?}; an ExternalSecret may not write into another's Secret: choose another spec.target.name")]
+    OwnedByAnother {
+        /// The target Secret.
+        secret: String,
+        /// The ExternalSecret that owns it.
+        owner: String,
+    },
     /// A template failed.
     #[error(transparent)]
     Template(#[from] TemplateError),
@@ -45,6 +53,7 @@ impl BuildError {
         match self {
             BuildError::MissingMetadata { .. } => "MissingMetadata",
             BuildError::ForbiddenType { .. } => "ForbiddenSecretType",
+            BuildError::OwnedByAnother { .. } => "SecretOwnedByAnother",
             BuildError::Template(error) => error.reason(),
         }
     }
@@ -118,6 +127,30 @@ fn render_map(
             Ok((key.clone(), String::from_utf8_lossy(&rendered).into_owned()))
         })
         .collect()
+}
+
+/// Whether this ExternalSecret may write into the Secret that already
+/// exists under its target name: not when the Secret's type carries cluster
+/// credentials (merging keys into a ServiceAccount token Secret), and not
+/// when another ExternalSecret owns it (an owner reference to an
+/// ExternalSecret with another uid).
+pub fn check_existing_target(es: &ExternalSecret, existing: &Secret) -> Result<(), BuildError> {
+    if let Some(type_) = existing.type_.as_deref()
+        && FORBIDDEN_SECRET_TYPES.contains(&type_)
+    {
+        return Err(BuildError::ForbiddenType { type_: type_.to_string() });
+    }
+    let api_group = format!("{}/", ExternalSecret::group(&()));
+    let other_owner = existing.metadata.owner_references.iter().flatten().find(|owner| {
+        owner.kind == ExternalSecret::kind(&()) && owner.api_version.starts_with(&api_group) && Some(&owner.uid) != es.metadata.uid.as_ref()
+    });
+    if let Some(owner) = other_owner {
+        return Err(BuildError::OwnedByAnother {
+            secret: existing.metadata.name.clone().unwrap_or_default(),
+            owner: owner.name.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Builds the Secret to server-side apply. `creationPolicy: Merge` leaves out
@@ -285,6 +318,37 @@ pub(crate) mod tests {
         assert_eq!(data.get("url").map(|v| v.0.clone()), Some(b"pg://admin@db".to_vec()));
         assert_eq!(secret.metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str), Some("db"));
         assert!(secret.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("note") && a.contains_key(DATA_HASH_ANNOTATION)));
+    }
+
+    #[test]
+    fn existing_targets_owned_by_another_external_secret_or_carrying_tokens_are_refused() {
+        let ours = external_secret(CreationPolicy::Merge);
+        let mut other = external_secret(CreationPolicy::Owner);
+        other.metadata.name = Some("someone-else".into());
+        other.metadata.uid = Some("uid-2".into());
+        other.spec.target.name = Some("db-info".into());
+        let owned_by_other = build_target_secret(&other, &fetched()).expect("builds");
+        assert_eq!(
+            check_existing_target(&ours, &owned_by_other),
+            Err(BuildError::OwnedByAnother { secret: "db-info".into(), owner: "someone-else".into() })
+        );
+        // Whatever our policy: Owner would take the Secret over, too.
+        assert!(check_existing_target(&external_secret(CreationPolicy::Owner), &owned_by_other).is_err());
+        // Our own Secret, a plain Secret, and one owned by a non-ExternalSecret are fine.
+        let own = build_target_secret(&external_secret(CreationPolicy::Owner), &fetched()).expect("builds");
+        assert_eq!(check_existing_target(&ours, &own), Ok(()));
+        let plain = Secret { metadata: ObjectMeta { name: Some("db-info".into()), ..ObjectMeta::default() }, ..Secret::default() };
+        assert_eq!(check_existing_target(&ours, &plain), Ok(()));
+        let mut deployment_owned = owned_by_other.clone();
+        if let Some(owner) = deployment_owned.metadata.owner_references.as_mut().and_then(|o| o.first_mut()) {
+            owner.api_version = "apps/v1".into();
+            owner.kind = "Deployment".into();
+        }
+        assert_eq!(check_existing_target(&ours, &deployment_owned), Ok(()));
+        for forbidden in FORBIDDEN_SECRET_TYPES {
+            let token = Secret { type_: Some(forbidden.to_string()), ..plain.clone() };
+            assert!(matches!(check_existing_target(&ours, &token), Err(BuildError::ForbiddenType { .. })), "{forbidden}");
+        }
     }
 
     #[test]

@@ -570,6 +570,145 @@ async fn merge_into_a_missing_secret_is_an_error() {
     assert_eq!(backends.parameters.calls(), 0, "nothing fetched");
 }
 
+/// Runs `es` (store resolves, Secret read answers `existing`) and returns
+/// the Ready condition written, expecting a refusal before any fetch.
+async fn refused_before_fetch(es: ExternalSecret, existing: Reply, backends: Arc<FakeBackends>, reason: &str) -> (String, String, String) {
+    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let script = vec![
+        expect(Method::GET, STORE_PATH, Reply::Json(store)),
+        expect(Method::GET, SECRET_PATH, existing),
+        expect(Method::POST, EVENTS_PATH, Reply::Echo),
+        expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+    ];
+    let (result, seen) = run(es, backends.clone(), script).await;
+    result.expect("permanent error recorded, not a crash or retry loop");
+    assert_eq!(backends.parameters.calls(), 0, "nothing fetched for a refused target");
+    assert_eq!(seen[2].body["reason"], reason, "the event carries the reason code");
+    ready(&seen[3])
+}
+
+#[tokio::test]
+async fn merge_into_a_secret_owned_by_another_external_secret_is_refused() {
+    let backends = FakeBackends::new();
+    seed_values(&backends);
+    let mut other = seed_external_secret();
+    other.metadata.name = Some("someone-elses".into());
+    other.metadata.uid = Some("other-uid".into());
+    other.spec.target.name = Some("multicloud-db-info".into());
+    let owned_by_other = written_secret(&other, &[("token", "theirs")]);
+    for policy in [CreationPolicy::Merge, CreationPolicy::Owner] {
+        let mut es = seed_external_secret();
+        es.spec.target.creation_policy = policy;
+        let (status, _, message) = refused_before_fetch(es, Reply::Json(owned_by_other.clone()), backends.clone(), "SecretOwnedByAnother").await;
+        assert_eq!(status, "False");
+        assert!(message.contains("owned by ExternalSecret \"someone-elses\""), "{policy:?}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn merge_into_a_service_account_token_secret_is_refused() {
+    for forbidden in secretbridge_shared::names::FORBIDDEN_SECRET_TYPES {
+        let backends = FakeBackends::new();
+        seed_values(&backends);
+        let mut es = seed_external_secret();
+        es.spec.target.creation_policy = CreationPolicy::Merge;
+        let token = json!({"apiVersion": "v1", "kind": "Secret", "type": forbidden,
+            "metadata": {"name": "multicloud-db-info", "namespace": NS}, "data": {"token": "eHg="}});
+        let (status, _, message) = refused_before_fetch(es, Reply::Json(token), backends, "ForbiddenSecretType").await;
+        assert_eq!(status, "False");
+        assert!(message.contains(forbidden), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_refresh_interval_is_reported_naming_the_field() {
+    let backends = FakeBackends::new();
+    let mut es = seed_external_secret();
+    es.spec.refresh_interval = "every so often".into();
+    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let script = vec![
+        expect(Method::GET, STORE_PATH, Reply::Json(store)),
+        expect(Method::POST, EVENTS_PATH, Reply::Echo),
+        expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+    ];
+    let (result, seen) = run(es, backends, script).await;
+    assert_eq!(result.expect("permanent error recorded"), None, "waits for a fix, no retry loop");
+    let (status, _, message) = ready(&seen[2]);
+    assert_eq!(status, "False");
+    assert!(message.contains("spec.refreshInterval"), "{message}");
+    assert_eq!(seen[1].body["reason"], "InvalidRefreshInterval");
+}
+
+#[tokio::test]
+async fn property_of_a_non_json_value_and_a_bad_template_are_reported_naming_the_field() {
+    let backends = FakeBackends::new();
+    seed_values(&backends);
+    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let script = || {
+        vec![
+            expect(Method::GET, STORE_PATH, Reply::Json(store.clone())),
+            expect(Method::GET, SECRET_PATH, Reply::Error(404)),
+            expect(Method::POST, EVENTS_PATH, Reply::Echo),
+            expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+        ]
+    };
+    let mut es = seed_external_secret();
+    es.spec.data[1].remote_ref.property = Some("name.first".into());
+    let (result, seen) = run(es, backends.clone(), script()).await;
+    result.expect("permanent error recorded");
+    let (status, _, message) = ready(&seen[3]);
+    assert_eq!(status, "False");
+    assert!(message.contains("property \"name.first\"") && message.contains("/multicloud/db/user"), "{message}");
+    assert_eq!(seen[2].body["reason"], "PropertyOfNonJson");
+
+    let mut es = seed_external_secret();
+    es.spec.target.template = Some(secretbridge_shared::ExternalSecretTemplate {
+        data: [("url".to_string(), "{{ .dburl | env \"HOME\" }}".to_string())].into_iter().collect(),
+        ..Default::default()
+    });
+    let (result, seen) = run(es, backends, script()).await;
+    result.expect("permanent error recorded");
+    let (status, _, message) = ready(&seen[3]);
+    assert_eq!(status, "False");
+    assert!(message.contains("template.data.url"), "{message}");
+}
+
+#[tokio::test]
+async fn cluster_store_regexes_and_namespace_selector_are_enforced_with_a_reason() {
+    let refusing = [
+        json!([{"namespaceRegexes": ["team-.*"]}]),
+        json!([{"namespaceSelector": {"matchLabels": {"team": "y"}}}]),
+        json!([{"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["x"]}]}}]),
+        // Every field of one condition must match: the name does, the labels don't.
+        json!([{"namespaces": [NS], "namespaceSelector": {"matchLabels": {"team": "y"}}}]),
+    ];
+    for conditions in refusing {
+        let backends = FakeBackends::new();
+        let mut es = seed_external_secret();
+        es.spec.secret_store_ref.kind = StoreKind::ClusterSecretStore;
+        es.spec.secret_store_ref.name = "gcp".into();
+        let store = json!({
+            "apiVersion": "secretbridge.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": "gcp"},
+            "spec": {"provider": {"gcpsm": {"projectID": "p"}}, "conditions": conditions}
+        });
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"team": "x"}}});
+        let script = vec![
+            expect(Method::GET, "/apis/secretbridge.io/v1/clustersecretstores/gcp", Reply::Json(store)),
+            expect(Method::GET, "/api/v1/namespaces/multicloud", Reply::Json(namespace)),
+            expect(Method::POST, EVENTS_PATH, Reply::Echo),
+            expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+        ];
+        let (result, seen) = run(es, backends.clone(), script).await;
+        result.expect("permanent error recorded");
+        let (status, _, message) = ready(&seen[3]);
+        assert_eq!(status, "False", "{conditions}");
+        assert!(message.contains("does not admit namespace \"multicloud\""), "{conditions}: {message}");
+        assert_eq!(seen[2].body["reason"], "StoreNotAdmitted", "{conditions}");
+        assert!(backends.seen_stores.lock().map(|s| s.is_empty()).unwrap_or(false), "no credentials for a refused namespace");
+    }
+}
+
 #[tokio::test]
 async fn creation_policy_none_fetches_but_writes_no_secret() {
     let backends = FakeBackends::new();

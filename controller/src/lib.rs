@@ -9,8 +9,11 @@ pub mod convert;
 pub mod credentials;
 pub mod decode;
 pub mod desired;
+pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
+pub mod leader;
+pub mod metrics;
 pub mod property;
 pub mod reconcile;
 pub mod resolve;

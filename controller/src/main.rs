@@ -1,45 +1,78 @@
 //! `secretbridge-controller`: `run` (the controller), `crd` (prints the CRDs)
 //! and `version`.
 //!
-//! `run` takes its settings from flags or the environment:
-//! `--log-level`/`RUST_LOG`, `--log-format text|json`, `--concurrency`,
-//! `--health-addr` (serves `/healthz` and `/metrics`), `--namespace` (scope),
-//! `--gcp-endpoint` (one base URL for every GCP API); AWS honours
-//! `AWS_ENDPOINT_URL`, Kubernetes `KUBECONFIG` or the in-cluster config.
+//! `run` takes its settings from flags or the environment (see [`USAGE`]).
+//! With leader election on (the default), replicas compete for a
+//! `coordination.k8s.io/v1` Lease and only the holder reconciles; SIGTERM
+//! lets in-flight reconciles finish, releases the Lease and exits 0; a
+//! replica that loses the Lease stops its reconcilers and stands by again.
 
 use secretbridge_controller::backend::aws::AwsSettings;
 use secretbridge_controller::backend::gcp::GcpEndpoints;
-use secretbridge_controller::backend::metrics::CallMetrics;
 use secretbridge_controller::credentials::RealBackends;
+use secretbridge_controller::endpoints::{self, Health};
+use secretbridge_controller::leader::{self, LeaseConfig, LeaseLock, LostLease};
+use secretbridge_controller::metrics::{ControllerMetrics, Role};
 use secretbridge_controller::reconcile::Context;
 use secretbridge_controller::runner::{self, Scope};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 const USAGE: &str = "usage: secretbridge-controller <run|crd|convert|version> [options]
 
 run options (each also read from the environment variable in brackets):
-  --log-level LEVEL      tracing filter, e.g. info or secretbridge=debug [RUST_LOG]
-  --log-format FORMAT    text or json [SECRETBRIDGE_LOG_FORMAT]
-  --concurrency N        reconciles run at once (default 8) [SECRETBRIDGE_CONCURRENCY]
-  --health-addr ADDR     serve /healthz and /metrics, e.g. 0.0.0.0:8080 [SECRETBRIDGE_HEALTH_ADDR]
-  --namespace NS         watch only this namespace [SECRETBRIDGE_NAMESPACE]
-  --gcp-endpoint URL     one base URL for every GCP API [SECRETBRIDGE_GCP_ENDPOINT]
-AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows KUBECONFIG or the in-cluster config.
+  --log-level LEVEL        tracing filter, e.g. info or secretbridge=debug [RUST_LOG]
+  --log-format FORMAT      text or json [SECRETBRIDGE_LOG_FORMAT]
+  --concurrency N          reconciles run at once (default 8) [SECRETBRIDGE_CONCURRENCY]
+  --metrics-addr ADDR      serve /healthz, /readyz and /metrics, e.g. 0.0.0.0:8080
+                           (alias --health-addr) [SECRETBRIDGE_METRICS_ADDR]
+  --namespace NS           watch only this namespace [SECRETBRIDGE_NAMESPACE]
+  --gcp-endpoint URL       one base URL for every GCP API [SECRETBRIDGE_GCP_ENDPOINT]
+  --leader-elect BOOL      compete for a Lease so only one replica reconciles
+                           (default true) [SECRETBRIDGE_LEADER_ELECT]
+  --lease-name NAME        the Lease (default secretbridge-controller) [SECRETBRIDGE_LEASE_NAME]
+  --lease-namespace NS     its namespace (default: the pod's, from POD_NAMESPACE, else the
+                           kubeconfig's namespace) [SECRETBRIDGE_LEASE_NAMESPACE]
+  --lease-duration D       how long a Lease holds without renewal (default 15s)
+  --renew-deadline D       how long the leader retries renewing before it stops (default 10s)
+  --retry-period D         pause between acquire/renew attempts (default 2s)
+  --identity ID            this replica's holder identity (default POD_NAME, else host_pid)
+Durations are like 15s, 1m30s. AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows
+KUBECONFIG or the in-cluster config.
 
-convert [FILE...]        ESO manifests (files or stdin) to secretbridge.io/v1 on stdout; see convert --help
-crd                      print the CRDs as YAML
-version                  print the version";
+convert [FILE...]          ESO manifests (files or stdin) to secretbridge.io/v1 on stdout; see convert --help
+crd                        print the CRDs as YAML
+version                    print the version";
 
 /// Settings of `run`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RunOptions {
     log_level: Option<String>,
     log_format: Option<String>,
     concurrency: Option<u16>,
-    health_addr: Option<String>,
+    metrics_addr: Option<String>,
     namespace: Option<String>,
     gcp_endpoint: Option<String>,
+    leader_elect: bool,
+    lease_name: String,
+    lease_namespace: Option<String>,
+    lease_duration: Duration,
+    renew_deadline: Duration,
+    retry_period: Duration,
+    identity: Option<String>,
+}
+
+fn parse_bool(name: &str, text: &str) -> Result<bool, String> {
+    match text {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("{name} must be true or false, got {other:?}")),
+    }
+}
+
+fn parse_duration(name: &str, text: &str) -> Result<Duration, String> {
+    secretbridge_shared::duration::parse_duration(text).map_err(|e| format!("{name}: {e}"))
 }
 
 fn parse_run(args: &[String]) -> Result<RunOptions, String> {
@@ -48,9 +81,19 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         log_level: env("RUST_LOG"),
         log_format: env("SECRETBRIDGE_LOG_FORMAT"),
         concurrency: None,
-        health_addr: env("SECRETBRIDGE_HEALTH_ADDR"),
+        metrics_addr: env("SECRETBRIDGE_METRICS_ADDR").or_else(|| env("SECRETBRIDGE_HEALTH_ADDR")),
         namespace: env("SECRETBRIDGE_NAMESPACE"),
         gcp_endpoint: env("SECRETBRIDGE_GCP_ENDPOINT"),
+        leader_elect: match env("SECRETBRIDGE_LEADER_ELECT") {
+            Some(text) => parse_bool("SECRETBRIDGE_LEADER_ELECT", &text)?,
+            None => true,
+        },
+        lease_name: env("SECRETBRIDGE_LEASE_NAME").unwrap_or_else(|| "secretbridge-controller".to_string()),
+        lease_namespace: env("SECRETBRIDGE_LEASE_NAMESPACE").or_else(|| env("POD_NAMESPACE")),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+        identity: None,
     };
     let mut concurrency = env("SECRETBRIDGE_CONCURRENCY");
     let mut iter = args.iter();
@@ -64,14 +107,30 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
             "--log-level" => options.log_level = Some(value()?),
             "--log-format" => options.log_format = Some(value()?),
             "--concurrency" => concurrency = Some(value()?),
-            "--health-addr" => options.health_addr = Some(value()?),
+            "--metrics-addr" | "--health-addr" => options.metrics_addr = Some(value()?),
             "--namespace" => options.namespace = Some(value()?),
             "--gcp-endpoint" => options.gcp_endpoint = Some(value()?),
+            // A bare `--leader-elect` means true, as with Go's flag package.
+            "--leader-elect" => options.leader_elect = match &inline {
+                Some(text) => parse_bool(name, text)?,
+                None => true,
+            },
+            "--lease-name" => options.lease_name = value()?,
+            "--lease-namespace" => options.lease_namespace = Some(value()?),
+            "--lease-duration" => options.lease_duration = parse_duration(name, &value()?)?,
+            "--renew-deadline" => options.renew_deadline = parse_duration(name, &value()?)?,
+            "--retry-period" => options.retry_period = parse_duration(name, &value()?)?,
+            "--identity" => options.identity = Some(value()?),
             other => return Err(format!("unknown option {other}")),
         }
     }
     if let Some(text) = concurrency {
-        options.concurrency = Some(text.parse().map_err(|_| format!("--concurrency must be a number from 1 to 65535, got {text:?}"))?);
+        options.concurrency = Some(
+            text.parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("--concurrency must be a number from 1 to 65535, got {text:?}"))?,
+        );
     }
     if let Some(format) = &options.log_format
         && format != "text"
@@ -79,7 +138,23 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     {
         return Err(format!("--log-format must be text or json, got {format:?}"));
     }
+    if options.leader_elect {
+        lease_config(&options, "placeholder".to_string())?;
+    }
     Ok(options)
+}
+
+fn lease_config(options: &RunOptions, default_namespace: String) -> Result<LeaseConfig, String> {
+    let config = LeaseConfig {
+        name: options.lease_name.clone(),
+        namespace: options.lease_namespace.clone().unwrap_or(default_namespace),
+        identity: options.identity.clone().unwrap_or_else(leader::default_identity),
+        lease_duration: options.lease_duration,
+        renew_deadline: options.renew_deadline,
+        retry_period: options.retry_period,
+    };
+    config.validate()?;
+    Ok(config)
 }
 
 fn init_logging(options: &RunOptions) {
@@ -87,33 +162,19 @@ fn init_logging(options: &RunOptions) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if options.log_format.as_deref() == Some("json") {
-        builder.json().init();
+        // Span fields (the reconciled object's reference) go on every line.
+        builder.json().with_current_span(true).with_span_list(false).init();
     } else {
         builder.init();
     }
 }
 
-async fn serve_health(addr: String, metrics: Arc<CallMetrics>) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
-    loop {
-        let (mut stream, _) = listener.accept().await?;
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 1024];
-            let read = stream.read(&mut buffer).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/healthz" | "/readyz" => ("200 OK", "ok\n".to_string()),
-                "/metrics" => ("200 OK", metrics.render_prometheus()),
-                _ => ("404 Not Found", "not found\n".to_string()),
-            };
-            let response = format!("HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
-    }
+/// How `run` ended.
+enum Stopped {
+    /// SIGTERM/SIGINT: reconciles drained, Lease released.
+    Signal,
+    /// The Lease was lost while leading.
+    LeaseLost(LostLease),
 }
 
 async fn run(options: RunOptions) -> Result<(), String> {
@@ -121,22 +182,134 @@ async fn run(options: RunOptions) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("connecting to Kubernetes failed (set KUBECONFIG or run in a cluster): {e}"))?;
-    let metrics = Arc::new(CallMetrics::default());
+    let metrics = Arc::new(ControllerMetrics::default());
     let gcp = options.gcp_endpoint.as_deref().map(GcpEndpoints::single).unwrap_or_default();
-    let backends = RealBackends::new(client.clone(), metrics.clone(), AwsSettings::from_env(), gcp)
+    let backends = RealBackends::new(client.clone(), metrics.calls.clone(), AwsSettings::from_env(), gcp)
         .map_err(|e| format!("setting up the HTTP client failed: {e}"))?;
-    let context = Arc::new(Context::new(client.clone(), Arc::new(backends)));
-    if let Some(addr) = options.health_addr.clone() {
-        let metrics = metrics.clone();
+    let mut context = Context::new(client.clone(), Arc::new(backends));
+    context.metrics = metrics.clone();
+    let context = Arc::new(context);
+    let health = Arc::new(Health::new(metrics.clone()));
+    if let Some(addr) = options.metrics_addr.clone() {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("--metrics-addr {addr}: cannot listen: {e}"))?;
+        let local = listener.local_addr().map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+        tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
+        tokio::spawn(endpoints::serve(listener, health.clone()));
+    }
+    let scope = Scope { namespace: options.namespace.clone() };
+    let concurrency = options.concurrency.unwrap_or(8);
+    tracing::info!(namespace = ?options.namespace, leader_elect = options.leader_elect, "secretbridge-controller starting");
+    let signal = futures::FutureExt::shared(Box::pin(runner::termination_signal()));
+    if !options.leader_elect {
+        metrics.set_role(Role::Solo);
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if let Err(error) = serve_health(addr, metrics).await {
-                tracing::error!(%error, "health server stopped");
+            signal.await;
+            let _ = stopping.send(true);
+        });
+        let ready = health.clone();
+        let reconcilers = runner::run_until(client, context, scope, concurrency, stop_requested(stopped.clone()), move || ready.set_ready(true));
+        within_grace(reconcilers, stopped).await;
+        return Ok(());
+    }
+    let config = lease_config(&options, client.default_namespace().to_string())?;
+    let lock = Arc::new(LeaseLock::new(client.clone(), config.clone()));
+    loop {
+        metrics.set_role(Role::Standby);
+        // Standing by is ready: the replica is healthy and would take over.
+        health.set_ready(true);
+        tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "waiting for the leader lease");
+        let mut last_holder = None::<String>;
+        let acquired = lock.acquire(|holder| {
+            let holder = holder.map(str::to_string);
+            if holder.is_some() && holder != last_holder {
+                tracing::info!(holder = ?holder, "another replica leads; standing by");
+                last_holder = holder;
             }
         });
+        tokio::select! {
+            () = acquired => {}
+            () = signal.clone() => {
+                tracing::info!("stopped while standing by");
+                return Ok(());
+            }
+        }
+        tracing::info!(identity = %config.identity, "became leader; reconciling");
+        metrics.set_role(Role::Leader);
+        health.set_ready(false);
+        // One task decides why we stop (signal or lost lease) and tells the
+        // reconcilers; the renewer keeps the lease meanwhile.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let reason = {
+            let lock = lock.clone();
+            let signal = signal.clone();
+            tokio::spawn(async move {
+                let reason = tokio::select! {
+                    () = signal => Stopped::Signal,
+                    lost = lock.keep_renewing() => {
+                        tracing::error!(?lost, "leader lease lost; stopping the reconcilers");
+                        Stopped::LeaseLost(lost)
+                    }
+                };
+                let _ = stopping.send(true);
+                reason
+            })
+        };
+        let ready = health.clone();
+        let reconcilers = runner::run_until(
+            client.clone(),
+            context.clone(),
+            scope.clone(),
+            concurrency,
+            stop_requested(stopped.clone()),
+            move || ready.set_ready(true),
+        );
+        within_grace(reconcilers, stopped).await;
+        metrics.set_role(Role::Standby);
+        // The reconcilers only stop after the reason task has sent `true`, so it has finished.
+        match reason.await.unwrap_or(Stopped::Signal) {
+            Stopped::Signal => {
+                match lock.release().await {
+                    Ok(true) => tracing::info!("in-flight reconciles finished; leader lease released"),
+                    Ok(false) => tracing::info!("in-flight reconciles finished; the lease was no longer ours"),
+                    Err(error) => tracing::warn!(%error, "releasing the leader lease failed; it expires by itself"),
+                }
+                return Ok(());
+            }
+            // Another replica may lead now, or the API server was out of
+            // reach: either way stand by again. If nobody took the lease
+            // meanwhile (an API-server outage), it is still ours and this
+            // replica leads again as soon as the API server answers.
+            Stopped::LeaseLost(lost) => tracing::warn!(?lost, "stopped reconciling after losing the leader lease; standing by"),
+        }
     }
-    tracing::info!(namespace = ?options.namespace, "secretbridge-controller starting");
-    runner::run(client, context, Scope { namespace: options.namespace }, options.concurrency.unwrap_or(8)).await;
-    Ok(())
+}
+
+/// The longest wait for in-flight reconciles after a stop was requested:
+/// below the Deployment's 30 s termination grace period, so the lease is
+/// still released before the kubelet's SIGKILL.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves once `true` was sent; never if the sender went away without it.
+async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    if stopped.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs the reconcilers until they stop by themselves after a stop request,
+/// or [`SHUTDOWN_GRACE`] after it, whichever is first.
+async fn within_grace(reconcilers: impl std::future::Future<Output = ()>, stopped: tokio::sync::watch::Receiver<bool>) {
+    let deadline = async {
+        stop_requested(stopped).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = reconcilers => tracing::info!("reconcilers stopped after in-flight reconciles finished"),
+        () = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not stop within the grace period; stopping anyway"),
+    }
 }
 
 fn main() -> ExitCode {
@@ -156,7 +329,12 @@ fn main() -> ExitCode {
         Some("convert") => secretbridge_controller::convert::main(&args[1..]),
         Some("run") => match parse_run(&args[1..]) {
             Ok(options) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(run(options)),
+                Ok(runtime) => {
+                    let result = runtime.block_on(run(options));
+                    // Don't let a straggling task hold the exit.
+                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    result
+                }
                 Err(e) => Err(format!("starting the Tokio runtime failed: {e}")),
             },
             Err(message) => Err(format!("{message}\n\n{USAGE}")),
@@ -192,6 +370,29 @@ mod tests {
         assert_eq!(options.log_format.as_deref(), Some("json"));
         assert_eq!(options.namespace.as_deref(), Some("team"));
         assert_eq!(options.gcp_endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert!(options.leader_elect, "leader election is on by default");
+    }
+
+    #[test]
+    fn leader_election_and_metrics_flags() {
+        let options = parse_run(&args(&[
+            "--leader-elect=false",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--lease-duration=4s",
+            "--renew-deadline",
+            "3s",
+            "--retry-period=500ms",
+        ]))
+        .expect("valid flags");
+        assert!(!options.leader_elect);
+        assert_eq!(options.metrics_addr.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(options.lease_duration, Duration::from_secs(4));
+        assert_eq!(options.retry_period, Duration::from_millis(500));
+        let alias = parse_run(&args(&["--health-addr=127.0.0.1:1", "--leader-elect", "--lease-namespace", "ops"])).expect("valid");
+        assert_eq!(alias.metrics_addr.as_deref(), Some("127.0.0.1:1"));
+        assert!(alias.leader_elect);
+        assert_eq!(lease_config(&alias, "default".into()).map(|c| c.namespace), Ok("ops".to_string()));
     }
 
     #[test]
@@ -200,5 +401,9 @@ mod tests {
         assert!(parse_run(&args(&["--log-format", "xml"])).is_err_and(|m| m.contains("text or json")));
         assert!(parse_run(&args(&["--bogus"])).is_err_and(|m| m.contains("unknown option")));
         assert!(parse_run(&args(&["--namespace"])).is_err_and(|m| m.contains("needs a value")));
+        assert!(parse_run(&args(&["--concurrency", "0"])).is_err_and(|m| m.contains("--concurrency")));
+        assert!(parse_run(&args(&["--leader-elect=maybe"])).is_err_and(|m| m.contains("true or false")));
+        assert!(parse_run(&args(&["--lease-duration=5s", "--renew-deadline=10s"])).is_err_and(|m| m.contains("--renew-deadline")));
+        assert!(parse_run(&args(&["--retry-period=soon"])).is_err_and(|m| m.contains("--retry-period")));
     }
 }

@@ -59,14 +59,71 @@ fn writers_of(cache: &Store<ExternalSecret>, secret: &Secret) -> Vec<ObjectRef<E
         .collect()
 }
 
-/// Runs the controller until the process is asked to stop.
+/// Runs the controller until the process gets SIGTERM or SIGINT.
 pub async fn run(client: Client, context: Arc<Context>, scope: Scope, concurrency: u16) {
+    run_until(client, context, scope, concurrency, termination_signal(), || ()).await;
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends to stop a pod) or SIGINT.
+/// If the SIGTERM handler cannot be installed, only SIGINT is awaited.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the controller");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` completes, then lets in-flight
+/// reconciles finish before returning. `on_ready` is called once the
+/// ExternalSecret cache has synced (for `/readyz`).
+pub async fn run_until(
+    client: Client,
+    context: Arc<Context>,
+    scope: Scope,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce() + Send + 'static,
+) {
+    // One trigger for the three controllers: a shared future resolves for
+    // every clone.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
     let external_secrets: Api<ExternalSecret> = api(&client, &scope);
     let secrets: Api<Secret> = api(&client, &scope);
     let stores: Api<SecretStore> = api(&client, &scope);
     let cluster_stores: Api<ClusterSecretStore> = Api::all(client.clone());
     let controller = Controller::new(external_secrets, watcher::Config::default().any_semantic());
     let cache = controller.store();
+    context.metrics.watch_external_secrets(cache.clone());
+    let ready_cache = cache.clone();
+    tokio::spawn(async move {
+        // The Controller waits on the same store; its readiness signal is a
+        // oneshot that keeps only the last waiter's waker, so a second waiter
+        // may never be woken. Re-poll: once the Controller's wait completes
+        // the value is memoized and the next poll returns at once.
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(100), ready_cache.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("ExternalSecret cache synced; ready");
+                    on_ready();
+                    break;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the ExternalSecret cache never synced");
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+    });
     let (for_secrets, for_stores, for_cluster_stores) = (cache.clone(), cache.clone(), cache);
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -81,7 +138,7 @@ pub async fn run(client: Client, context: Arc<Context>, scope: Scope, concurrenc
         .watches(cluster_stores, watcher::Config::default(), move |store: ClusterSecretStore| {
             users_of(&for_cluster_stores, StoreKind::ClusterSecretStore, &store.name_any(), None)
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context.clone())
         .for_each(|result| async move {
             match result {
@@ -91,11 +148,11 @@ pub async fn run(client: Client, context: Arc<Context>, scope: Scope, concurrenc
         });
     let store_context = Arc::new(StoreContext { client: client.clone(), backends: context.backends.clone() });
     let secret_stores = Controller::new(api::<SecretStore>(&client, &scope), watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_secret_store, store_error_policy, store_context.clone())
         .for_each(|_| async {});
     let cluster_stores = Controller::new(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile_cluster_store, store_error_policy, store_context)
         .for_each(|_| async {});
     futures::join!(controller, secret_stores, cluster_stores);

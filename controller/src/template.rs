@@ -454,7 +454,45 @@ mod tests {
         assert!(matches!(render("t", "{{ \"open }}", &data()), Err(TemplateError::Parse { .. })));
     }
 
+    /// Regression guard for GHSA-77v3-r3jw-j2v2 / CVE-2026-34984 (ESO
+    /// templates that could read other objects or reach the network): the
+    /// Go/sprig/Helm functions that do so do not exist here and are refused
+    /// when the template is parsed, before any data is touched.
+    #[test]
+    fn functions_that_read_objects_files_env_or_network_do_not_exist() {
+        const REACHING_OUT: &[&str] = &[
+            "lookup", "getSecret", "getSecretKey", "fromSecret", "env", "expandenv", "readFile", "include",
+            "tpl", "getHostByName", "httpGet", "fetch", "exec", "template", "call", "fromYaml", "fromJson",
+        ];
+        for function in REACHING_OUT {
+            assert!(!FUNCTIONS.contains(function), "{function} must not be a template function");
+            for text in [format!("{{{{ {function} \"x\" }}}}"), format!("{{{{ .user | {function} }}}}")] {
+                let refused = validate("t", &text);
+                assert!(
+                    matches!(&refused, Err(TemplateError::Parse { problem, .. }) if problem.contains("unknown function")),
+                    "{text}: {refused:?}"
+                );
+            }
+        }
+        // And the guard can fail: a real function passes the same check.
+        assert_eq!(validate("t", "{{ upper \"x\" }}"), Ok(()));
+    }
+
     proptest! {
+        #[test]
+        fn a_key_renders_to_its_exact_bytes(value in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let data: BTreeMap<String, Vec<u8>> = [("k".to_string(), value.clone())].into_iter().collect();
+            prop_assert_eq!(render("t", "{{ .k }}", &data), Ok(value.clone()));
+            prop_assert_eq!(render("t", "{{ .k | b64enc | b64dec }}", &data), Ok(value));
+        }
+
+        #[test]
+        fn validate_and_render_agree_on_parse_errors(text in "[{}| .\"a-z\\\\-]{0,40}") {
+            let parsed = validate("t", &text);
+            let rendered = render("t", &text, &data());
+            prop_assert_eq!(parsed.is_err(), matches!(rendered, Err(TemplateError::Parse { .. })));
+        }
+
         #[test]
         fn never_panics(text in "\\PC{0,64}") {
             let _ = render("t", &text, &data());

@@ -360,6 +360,7 @@ pub struct SecretStoreResource {
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
     /// The store's spec, as in the CRD.
+    #[schemars(extend("x-terraform-block" = true))]
     pub spec: SecretStoreSpec,
     /// Whether the controller reports the store Ready (`True`, `False` or empty before the first reconcile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,6 +379,7 @@ pub struct ClusterSecretStoreResource {
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
     /// The store's spec, as in the CRD.
+    #[schemars(extend("x-terraform-block" = true))]
     pub spec: ClusterSecretStoreSpec,
     /// Whether the controller reports the store Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -399,6 +401,7 @@ pub struct ExternalSecretResource {
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
     /// The ExternalSecret's spec, as in the CRD.
+    #[schemars(extend("x-terraform-block" = true))]
     pub spec: ExternalSecretSpec,
     /// Every remote key this ExternalSecret reads, for wiring least-privilege IAM (`access.parameters`, `secrets`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

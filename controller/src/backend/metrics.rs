@@ -45,14 +45,15 @@ impl CallMetrics {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The counters in the Prometheus text format.
+    /// The counters in the Prometheus text format, as
+    /// `secretbridge_provider_api_calls_total{provider,call,status}`.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::from(
-            "# HELP secretbridge_backend_calls_total Backend API calls by provider, call and status.\n# TYPE secretbridge_backend_calls_total counter\n",
+            "# HELP secretbridge_provider_api_calls_total Cloud API calls by provider, call and status (ok or a reason code).\n# TYPE secretbridge_provider_api_calls_total counter\n",
         );
         for (labels, count) in self.snapshot() {
             out.push_str(&format!(
-                "secretbridge_backend_calls_total{{provider=\"{}\",call=\"{}\",status=\"{}\"}} {count}\n",
+                "secretbridge_provider_api_calls_total{{provider=\"{}\",call=\"{}\",status=\"{}\"}} {count}\n",
                 labels.provider, labels.call, labels.status
             ));
         }

@@ -1,14 +1,23 @@
-//! Integration tests: the controller binary as a process against the loopback
-//! stack (`secretbridge-stack`: the kube stand-in, moto behind the AWS guard,
-//! the GCP stand-in); `convert` as a user runs it; and the generated CRD and
-//! flag references under `docs/`. One test binary for the crate; modules by topic.
+//! Integration tests of the controller: the binary as a process against the
+//! loopback stack (`secretbridge-stack`: the kube stand-in, moto behind the
+//! AWS guard, the GCP stand-in) or the stand-ins directly, the deploy
+//! manifests as rendered by `kubectl kustomize`, `convert` as a user runs
+//! it, and the generated CRD and flag references under `docs/`. One test binary for the
+//! crate; modules by topic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backends;
 mod coalescing;
 mod convert_cli;
+mod deploy;
 mod docs;
 mod faults;
+mod gcp_sync;
+mod ha;
+mod metrics;
+mod process;
+mod rbac;
+mod security;
 mod seed;
 mod support;

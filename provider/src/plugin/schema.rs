@@ -427,8 +427,10 @@ impl Converter<'_> {
                         type_name: name.clone(),
                         block: Some(Block { description: desc, ..inner_block }),
                         nesting: mode as i32,
+                        // A required single block: Terraform wants MinItems and
+                        // MaxItems equal (both 1) in NestingSingle mode.
                         min_items: i64::from(r.required && nesting == Nesting::Single),
-                        max_items: 0,
+                        max_items: i64::from(r.required && nesting == Nesting::Single),
                     });
                     types.insert(name.clone(), ty);
                     rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)) });

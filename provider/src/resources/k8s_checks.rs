@@ -124,9 +124,44 @@ async fn check_role_trust(ctx: &ProviderContext, sa: &PlannedServiceAccount, arn
     check_role_trust_in_iam(ctx, sa, arn, &path, diags).await;
 }
 
-/// A role outside this plan: its trust is read from IAM when the AWS side
-/// of the provider offers it; otherwise there is nothing to compare.
-async fn check_role_trust_in_iam(_ctx: &ProviderContext, _sa: &PlannedServiceAccount, _arn: &str, _path: &AttrPath, _diags: &mut Diagnostics) {}
+/// A role outside this plan: its trust is read from IAM, when the provider
+/// has an `aws {}` block (without one, the role lives in an account this
+/// configuration does not manage, and nothing is contacted).
+async fn check_role_trust_in_iam(ctx: &ProviderContext, sa: &PlannedServiceAccount, arn: &str, path: &AttrPath, diags: &mut Diagnostics) {
+    if ctx.config.get("aws").is_none_or(|a| a.is_null()) {
+        return;
+    }
+    match crate::aws::irsa_trust_subjects(ctx, arn).await {
+        Ok(Some(subjects)) => {
+            if !subjects.iter().any(|(ns, name)| ns == &sa.namespace && name == &sa.name) {
+                let admitted = if subjects.is_empty() {
+                    "no Kubernetes ServiceAccount".to_owned()
+                } else {
+                    subjects.iter().map(|(ns, name)| format!("{ns}/{name}")).collect::<Vec<_>>().join(", ")
+                };
+                diags.push(Diagnostic::attribute_error(
+                    path.clone(),
+                    "IRSA role trusts another ServiceAccount",
+                    format!(
+                        "ServiceAccount {}/{} carries the ARN {arn}, but that role's trust policy in IAM admits only {admitted}, so STS will refuse the token at runtime. Change the role's trust (secretbridge_aws_irsa_role namespace = \"{}\", service_account = \"{}\") or annotate a ServiceAccount the role trusts.",
+                        sa.namespace, sa.name, sa.namespace, sa.name
+                    ),
+                ));
+            }
+        }
+        Ok(None) => diags.push(Diagnostic::warning(
+            "IRSA role not found",
+            format!(
+                "ServiceAccount {}/{} carries the ARN {arn}, but no such role exists in IAM or in this plan; create it (secretbridge_aws_irsa_role) or fix aws_role_arn. If the role is declared in this configuration, set aws_role_arn = secretbridge_aws_irsa_role.NAME.arn so Terraform plans it first.",
+                sa.namespace, sa.name
+            ),
+        )),
+        Err(e) => diags.push(Diagnostic::warning(
+            "Could not read the IRSA role's trust",
+            format!("{}: {}. The trust check of ServiceAccount {}/{} ran on this plan only.", e.summary, e.detail, sa.namespace, sa.name),
+        )),
+    }
+}
 
 /// What is wrong between a Workload Identity binding and a KSA, if anything.
 fn workload_identity_mismatch(binding: &PlannedWorkloadIdentity, sa: &PlannedServiceAccount) -> Option<String> {

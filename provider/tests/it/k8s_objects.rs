@@ -45,7 +45,7 @@ fn objects_config(ns: &str, store: &str, es: &str, cluster_store: &str, remote_k
 resource "secretbridge_secret_store" "aws" {{
   namespace = "{ns}"
   name      = "{store}"
-  spec = {{
+  spec {{
     provider = {{
       aws = {{
         service = "ParameterStore"
@@ -64,7 +64,7 @@ resource "secretbridge_secret_store" "aws" {{
 
 resource "secretbridge_cluster_secret_store" "global" {{
   name = "{cluster_store}"
-  spec = {{
+  spec {{
     provider = {{
       aws = {{
         service = "SecretsManager"
@@ -77,7 +77,7 @@ resource "secretbridge_cluster_secret_store" "global" {{
 resource "secretbridge_external_secret" "db" {{
   namespace = "{ns}"
   name      = "{es}"
-  spec = {{
+  spec {{
     secret_store_ref = {{
       name = secretbridge_secret_store.aws.name
     }}
@@ -210,12 +210,13 @@ fn lifecycle(version: &str, rt: &tokio::runtime::Runtime, cluster: &mut Cluster)
     assert!(rt.block_on(cluster_stores.get_opt(&global2)).expect("get").is_none());
 }
 
-/// Terraform 1.0.x crashes in its own planning code (`objchange.proposedNewNestedType`:
-/// "not a list, map, or tuple type") on these schemas' nested attributes
-/// (a list of objects inside `spec`, null nested objects such as the
-/// unused provider variant), before the provider is asked anything. Nested
-/// attributes work from Terraform 1.1, so the Kubernetes object resources
-/// run their acceptance tests on the newer CLI only.
+/// Terraform 1.0.x crashes in its own planning code (`objchange.proposedNewAttributes`
+/// / `proposedNewNestedType`: "not a list, map, or tuple type", "interface {}
+/// is nil") on nested attributes inside nested attributes (here
+/// `spec.provider.aws.auth.jwt`, `spec.data[].remote_ref`), before the
+/// provider is asked anything. Nested attributes work from Terraform 1.1,
+/// so these resources run their acceptance tests on the newer CLI; 1.0.x
+/// support would need every nested object rendered as a block.
 const CLIS: &[&str] = &["1.15.5"];
 
 #[test]
@@ -243,7 +244,7 @@ fn article_config(store_ns: &str, es_ns: &str, sa_ref_namespace: Option<&str>, r
 resource "secretbridge_secret_store" "aws" {{
   namespace = "{store_ns}"
   name      = "aws"
-  spec = {{
+  spec {{
     provider = {{
       aws = {{
         service = "ParameterStore"
@@ -263,7 +264,7 @@ resource "secretbridge_secret_store" "aws" {{
 resource "secretbridge_external_secret" "db" {{
   namespace = "{es_ns}"
   name      = "db"
-  spec = {{
+  spec {{
     secret_store_ref = {{
       name = secretbridge_secret_store.aws.name
     }}
@@ -423,4 +424,80 @@ fn secret_values_never_reach_state_or_trace_log() {
     // The Secret is the controller's business, not Terraform's: still there.
     assert!(rt.block_on(secrets.get_opt("db-creds")).expect("get").is_some());
     rt.block_on(cluster.cleanup());
+}
+
+/// An IRSA role and the ServiceAccount carrying its ARN, with both the
+/// `aws {}` (moto behind the guard) and `kubernetes {}` blocks.
+fn trust_config(env: &crate::aws_common::AwsEnv, kubeconfig: &Path, body: &str) -> String {
+    format!(
+        "terraform {{\n  required_providers {{\n    secretbridge = {{\n      source = \"secretbridge/secretbridge\"\n    }}\n  }}\n}}\n\nprovider \"secretbridge\" {{\n  aws {{\n    region     = \"{}\"\n    endpoint   = \"{}\"\n    access_key = \"testing\"\n    secret_key = \"testing\"\n  }}\n  kubernetes {{\n    config_path = \"{}\"\n  }}\n}}\n\n{body}",
+        crate::aws_common::REGION,
+        env.guard.endpoint(),
+        kubeconfig.display()
+    )
+}
+
+fn role_and_sa(role: &str, provider_arn: &str, trusted_ns: &str, sa_ns: &str) -> String {
+    format!(
+        r#"resource "secretbridge_aws_irsa_role" "reader" {{
+  name              = "{role}"
+  oidc_provider_arn = "{provider_arn}"
+  namespace         = "{trusted_ns}"
+  service_account   = "reader"
+  access = {{
+    parameters = ["/trust/db"]
+  }}
+}}
+
+resource "secretbridge_service_account" "reader" {{
+  namespace    = "{sa_ns}"
+  name         = "reader"
+  aws_role_arn = secretbridge_aws_irsa_role.reader.arn
+}}
+"#
+    )
+}
+
+#[test]
+fn irsa_trust_mismatch_fails_plan_from_the_plan_and_from_iam() {
+    let env = crate::aws_common::AwsEnv::start(None);
+    let mut cluster = env.rt.block_on(Cluster::from_env_or_start()).expect("cluster");
+    let ns = env.rt.block_on(cluster.create_namespace("tf-trust")).expect("namespace");
+    let kubeconfig = cluster.kubeconfig_path().to_owned();
+    let issuer = "oidc.example.test/id/TRUSTCHECK";
+    env.rt
+        .block_on(
+            env.iam()
+                .create_open_id_connect_provider()
+                .url(format!("https://{issuer}"))
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list("0123456789abcdef0123456789abcdef01234567")
+                .send(),
+        )
+        .expect("seed the OIDC provider");
+    let provider_arn = format!("arn:aws:iam::{}:oidc-provider/{issuer}", crate::aws_common::ACCOUNT);
+    let role = format!("trust-{ns}");
+    let w = Workdir::new("1.15.5");
+    let write = |w: &Workdir, body: &str| std::fs::write(w.work().join("main.tf"), trust_config(&env, &kubeconfig, body)).expect("main.tf");
+
+    // Both ends planned: the role trusts apps/reader, the ServiceAccount is ns/reader.
+    write(&w, &role_and_sa(&role, &provider_arn, "apps", &ns));
+    plan_fails_with(&w, &[&format!("ServiceAccount {ns}/reader carries the ARN of IRSA role '{role}'"), "admits only ServiceAccount apps/reader", "aws_role_arn"]);
+
+    // Fixed: the trust names the ServiceAccount's namespace.
+    write(&w, &role_and_sa(&role, &provider_arn, &ns, &ns));
+    w.ok(APPLY);
+    assert!(!w.plan_has_changes().0);
+
+    // The role outside this configuration: its trust is read from IAM.
+    let other = Workdir::new("1.15.5");
+    let arn = format!("arn:aws:iam::{}:role/{role}", crate::aws_common::ACCOUNT);
+    write(
+        &other,
+        &format!("resource \"secretbridge_service_account\" \"intruder\" {{\n  namespace    = \"{ns}\"\n  name         = \"intruder\"\n  aws_role_arn = \"{arn}\"\n}}\n"),
+    );
+    plan_fails_with(&other, &[&format!("ServiceAccount {ns}/intruder carries the ARN {arn}"), &format!("admits only {ns}/reader")]);
+
+    w.ok(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
+    env.rt.block_on(cluster.cleanup());
 }
