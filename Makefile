@@ -4,10 +4,19 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup test gen bench lint
+.PHONY: setup test gen bench lint demo
 
+# Setup ends by building everything `make test` and `make demo` run, once.
 setup:
 	bash scripts/setup.sh
+	$(CARGO) test --workspace --locked --no-run
+
+# Applies examples-terraform/local to the loopback stand-ins and prints the
+# synced Secrets. The binaries come from the same build as `make test` (a
+# no-op after `make setup`).
+demo:
+	$(CARGO) test --workspace --locked --no-run -q
+	bash scripts/demo.sh
 
 test:
 	$(CARGO) test --workspace --locked --no-fail-fast

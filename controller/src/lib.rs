@@ -5,6 +5,7 @@
 //! and are unit-tested beside the code; cloud backends sit behind narrow
 //! traits in [`backend`] with fakes beside them.
 
+pub mod convert;
 pub mod credentials;
 pub mod decode;
 pub mod desired;

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-const USAGE: &str = "usage: secretbridge-controller <run|crd|version> [options]
+const USAGE: &str = "usage: secretbridge-controller <run|crd|convert|version> [options]
 
 run options (each also read from the environment variable in brackets):
   --log-level LEVEL        tracing filter, e.g. info or secretbridge=debug [RUST_LOG]
@@ -39,7 +39,11 @@ run options (each also read from the environment variable in brackets):
   --retry-period D         pause between acquire/renew attempts (default 2s)
   --identity ID            this replica's holder identity (default POD_NAME, else host_pid)
 Durations are like 15s, 1m30s. AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows
-KUBECONFIG or the in-cluster config.";
+KUBECONFIG or the in-cluster config.
+
+convert [FILE...]          ESO manifests (files or stdin) to secretbridge.io/v1 on stdout; see convert --help
+crd                        print the CRDs as YAML
+version                    print the version";
 
 /// Settings of `run`.
 #[derive(Debug)]
@@ -326,6 +330,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(format!("rendering the CRDs failed: {e}")),
         },
+        Some("convert") => secretbridge_controller::convert::main(&args[1..]),
         Some("run") => match parse_run(&args[1..]) {
             Ok(options) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => {

@@ -5,6 +5,7 @@
 //! live in [`resources`], one file each.
 
 pub mod aws;
+pub mod docs;
 pub mod gcp;
 pub mod kube;
 pub mod planned;

@@ -7,6 +7,7 @@ mod aws_end_to_end;
 mod aws_irsa_role;
 mod aws_oidc_provider;
 mod bench;
+mod docs;
 mod gcp_common;
 mod gcp_end_to_end;
 mod gcp_secret_access;

@@ -1,0 +1,95 @@
+# The reference article's AWS setup, with secretbridge: an EKS (Fargate) pod's
+# ServiceAccount reads three SSM parameters through IRSA. The IAM OIDC provider
+# needs no thumbprint, and the role may read exactly the parameters the
+# ExternalSecret names.
+#
+# Prerequisites: the cluster runs secretbridge-controller (deploy/), and the
+# namespace exists. Seed the parameters, then `terraform apply`.
+
+terraform {
+  required_version = ">= 1.0"
+  required_providers {
+    secretbridge = {
+      source = "secretbridge/secretbridge"
+    }
+  }
+}
+
+provider "secretbridge" {
+  aws {
+    region   = var.region
+    endpoint = var.aws_endpoint
+  }
+  kubernetes {
+    config_path    = var.kubeconfig_path
+    config_context = var.kubeconfig_context
+  }
+}
+
+locals {
+  # The ServiceAccount's name is repeated, not referenced, in the store: the
+  # role (and so the ServiceAccount's annotation) depends on the
+  # ExternalSecret, which depends on the store.
+  service_account = "multicloud-app"
+}
+
+resource "secretbridge_aws_oidc_provider" "eks" {
+  url = var.cluster_oidc_issuer_url
+}
+
+resource "secretbridge_aws_irsa_role" "app" {
+  name              = "multicloud-app"
+  oidc_provider_arn = secretbridge_aws_oidc_provider.eks.arn
+  namespace         = var.namespace
+  service_account   = local.service_account
+  access = {
+    parameters = secretbridge_external_secret.db.remote_refs
+  }
+}
+
+resource "secretbridge_service_account" "app" {
+  namespace    = var.namespace
+  name         = local.service_account
+  aws_role_arn = secretbridge_aws_irsa_role.app.arn
+}
+
+resource "secretbridge_secret_store" "aws" {
+  namespace = var.namespace
+  name      = "aws-parameter-store"
+  spec = {
+    provider = {
+      aws = {
+        service = "ParameterStore"
+        region  = var.region
+        auth = {
+          jwt = {
+            service_account_ref = {
+              name = local.service_account
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+resource "secretbridge_external_secret" "db" {
+  namespace = var.namespace
+  name      = "multicloud-db-info"
+  spec = {
+    refresh_interval = "1h"
+    secret_store_ref = {
+      name = secretbridge_secret_store.aws.name
+      kind = "SecretStore"
+    }
+    target = {
+      name            = "multicloud-db-info"
+      creation_policy = "Owner"
+    }
+    data = [
+      { secret_key = "dburl", remote_ref = { key = "/multicloud/db/url" } },
+      { secret_key = "user", remote_ref = { key = "/multicloud/db/user" } },
+      { secret_key = "password", remote_ref = { key = "/multicloud/db/password" } },
+    ]
+  }
+}
