@@ -66,6 +66,9 @@ pub struct CredentialError {
     pub transient: bool,
 }
 
+/// A status this process wrote, with the uid of the ExternalSecret it was written to.
+type WrittenStatus = (Option<String>, ExternalSecretStatus);
+
 /// Shared state of the reconciler.
 pub struct Context {
     /// Kubernetes client.
@@ -74,6 +77,11 @@ pub struct Context {
     pub backends: Arc<dyn BackendFactory>,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
+    /// The last status this process wrote per ExternalSecret (with its uid).
+    /// A reconcile triggered by our own Secret write can run before the
+    /// watch cache has our status write; without this it would see the
+    /// ExternalSecret as never synced and fetch everything a second time.
+    written: Mutex<HashMap<(String, String), WrittenStatus>>,
     /// Consecutive transient failures per ExternalSecret, for backoff.
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Clock, replaceable in tests.
@@ -91,9 +99,35 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             backends,
+            written: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             now: Timestamp::now,
         }
+    }
+
+    fn remember_status(&self, es: &ExternalSecret, status: &ExternalSecretStatus) {
+        let key = (es.namespace().unwrap_or_default(), es.name_any());
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.insert(key, (es.metadata.uid.clone(), status.clone()));
+    }
+
+    /// The ExternalSecret with the status this process last wrote, when the
+    /// cached copy is older (its refreshTime is behind ours); `None` when the
+    /// cached copy is current.
+    fn with_written_status(&self, es: &ExternalSecret) -> Option<ExternalSecret> {
+        let key = (es.namespace().unwrap_or_default(), es.name_any());
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let (uid, status) = written.get(&key)?;
+        if *uid != es.metadata.uid {
+            return None;
+        }
+        let cached = es.status.as_ref().and_then(|s| s.refresh_time.as_ref()).map(|t| t.0);
+        let ours = status.refresh_time.as_ref().map(|t| t.0);
+        (ours > cached).then(|| {
+            let mut fresher = es.clone();
+            fresher.status = Some(status.clone());
+            fresher
+        })
     }
 
     fn failure_count(&self, key: (String, String), bump: bool) -> u32 {
@@ -344,6 +378,8 @@ async fn record_failure(es: &ExternalSecret, ctx: &Context, error: &ReconcileErr
 
 /// The sync itself.
 pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration>, ReconcileError> {
+    let fresher = ctx.with_written_status(es);
+    let es = fresher.as_ref().unwrap_or(es);
     let namespace = es.namespace().ok_or(ReconcileError::MissingMetadata("namespace"))?;
     let target = es
         .target_secret_name()
@@ -394,10 +430,13 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
                     != new_hash.as_ref()
         });
         let params = PatchParams::apply(CONTROLLER_FIELD_MANAGER).force();
-        secrets
+        let written = secrets
             .patch(&target, &params, &Patch::Apply(&desired))
             .await
             .map_err(|source| ReconcileError::WriteSecret { name: target.clone(), source })?;
+        if owns_whole_secret {
+            remove_foreign_keys(&secrets, &target, &written, &desired).await?;
+        }
         if changed {
             let (reason, note) = match (&existing, cause) {
                 (None, _) => ("Created", format!("Secret {target} created")),
@@ -410,6 +449,38 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
     let condition = Condition::ready(ConditionStatus::True, reason::SECRET_SYNCED, "Secret was synced");
     record_success(es, ctx, condition, cause, &target, now).await?;
     Ok(requeue_action(es, now))
+}
+
+/// Keys someone else added to a Secret this ExternalSecret owns whole
+/// (every policy but Merge). Server-side apply keeps fields other managers
+/// own, so restoring a tampered Secret must drop them explicitly: the
+/// restored data is exactly the desired data.
+fn foreign_keys(written: &Secret, desired: &Secret) -> Vec<String> {
+    let wanted = desired.data.as_ref();
+    written
+        .data
+        .iter()
+        .flatten()
+        .map(|(key, _)| key)
+        .chain(written.string_data.iter().flatten().map(|(key, _)| key))
+        .filter(|key| !wanted.is_some_and(|data| data.contains_key(*key)))
+        .cloned()
+        .collect()
+}
+
+async fn remove_foreign_keys(secrets: &Api<Secret>, target: &str, written: &Secret, desired: &Secret) -> Result<(), ReconcileError> {
+    let extra = foreign_keys(written, desired);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let removal: serde_json::Map<String, serde_json::Value> = extra.into_iter().map(|key| (key, serde_json::Value::Null)).collect();
+    let patch = serde_json::json!({ "data": removal });
+    let params = PatchParams { field_manager: Some(CONTROLLER_FIELD_MANAGER.to_string()), ..PatchParams::default() };
+    secrets
+        .patch(target, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|source| ReconcileError::WriteSecret { name: target.to_string(), source })?;
+    Ok(())
 }
 
 fn requeue_action(es: &ExternalSecret, now: Timestamp) -> Option<Duration> {
@@ -515,6 +586,7 @@ async fn write_status(ctx: &Context, es: &ExternalSecret, status: &ExternalSecre
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| ReconcileError::WriteStatus { name, source })?;
+    ctx.remember_status(es, status);
     Ok(())
 }
 
@@ -573,6 +645,18 @@ async fn resolve_store(es: &ExternalSecret, namespace: &str, ctx: &Context) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tamper_restoration_drops_keys_someone_else_added() {
+        use k8s_openapi::ByteString;
+        let secret = |keys: &[&str]| Secret {
+            data: Some(keys.iter().map(|k| (k.to_string(), ByteString(b"v".to_vec()))).collect()),
+            ..Secret::default()
+        };
+        assert_eq!(foreign_keys(&secret(&["a", "extra"]), &secret(&["a"])), vec!["extra".to_string()]);
+        assert!(foreign_keys(&secret(&["a"]), &secret(&["a"])).is_empty());
+        assert_eq!(foreign_keys(&secret(&["x"]), &Secret::default()), vec!["x".to_string()]);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

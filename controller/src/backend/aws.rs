@@ -110,10 +110,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let message = DisplayErrorContext(&error).to_string();
+    let mut message = DisplayErrorContext(&error).to_string();
     let kind = match &error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
+            // The service's own code and message, not the raw response dump.
+            message = format!("{code}: {}", service.err().message().unwrap_or("no message"));
             kind_of_code(code).unwrap_or(CallErrorKind::InvalidRequest)
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => CallErrorKind::Network,
@@ -161,13 +163,18 @@ impl ParameterSource for AwsParameters {
                     _ => name.to_string(),
                 };
                 let value = parameter.value().unwrap_or_default().as_bytes().to_vec();
-                // SSM may echo an ARN-requested parameter by name; match both.
+                // SSM may echo an ARN-requested parameter by name, and not
+                // every implementation returns `Selector` (moto does not);
+                // batches hold one selector per parameter, so the name decides.
                 let key = if selectors.contains(&requested) {
                     requested
                 } else {
                     selectors
                         .iter()
-                        .find(|s| s.ends_with(&requested) || requested.ends_with(s.as_str()))
+                        .find(|s| {
+                            let wanted = super::parameter_name(s);
+                            wanted == name || wanted.ends_with(&format!("parameter{name}")) || wanted.ends_with(&format!("parameter/{name}"))
+                        })
                         .cloned()
                         .unwrap_or(requested)
                 };

@@ -1,8 +1,8 @@
 //! Sharing backend calls between concurrent reconciles that read from the
 //! same backend with the same credentials.
 //!
-//! - [`ParameterBatcher`]: SSM selectors requested within a short collection
-//!   window are de-duplicated and sent in `GetParameters` batches of 10, so K
+//! - [`ParameterBatcher`]: SSM selectors requested until callers go quiet
+//!   for a short collection window are de-duplicated and sent in `GetParameters` batches of 10, so K
 //!   unique keys read by N ExternalSecrets cost ⌈K/10⌉ calls.
 //! - [`SingleFlight`]: concurrent reads of the same Secrets Manager secret or
 //!   GCP secret version share one call.
@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Default collection window of a [`ParameterBatcher`]: long enough to catch
 /// reconciles started together, short enough not to be felt.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(20);
+
+/// A collection ends at the latest this many windows after its first request.
+const MAX_WINDOWS: u32 = 10;
 
 /// The result for one SSM selector: its value, `None` when SSM reported it
 /// invalid (missing), or the error of the batch it was in.
@@ -72,31 +75,22 @@ async fn run_batches(
 ) {
     while let Some(first) = receiver.recv().await {
         let mut pending = vec![first];
-        let deadline = tokio::time::Instant::now() + window;
-        while let Ok(Some(request)) = tokio::time::timeout_at(deadline, receiver.recv()).await {
-            pending.push(request);
-        }
-        let unique: BTreeSet<&String> = pending.iter().flat_map(|r| r.selectors.iter()).collect();
-        let unique: Vec<String> = unique.into_iter().cloned().collect();
-        let chunks: Vec<&[String]> = unique.chunks(SSM_BATCH_LIMIT).collect();
-        let outcomes = futures::future::join_all(chunks.iter().map(|chunk| source.get_parameters(chunk))).await;
-        let mut results: HashMap<String, ParameterResult> = HashMap::new();
-        for (chunk, outcome) in chunks.iter().zip(outcomes) {
-            match outcome {
-                Ok(mut batch) => {
-                    metrics.record("ssm", "GetParameters", "ok");
-                    for selector in chunk.iter() {
-                        results.insert(selector.clone(), Ok(batch.values.remove(selector)));
-                    }
-                }
-                Err(error) => {
-                    metrics.record("ssm", "GetParameters", error.kind.reason());
-                    for selector in chunk.iter() {
-                        results.insert(selector.clone(), Err(error.clone()));
-                    }
-                }
+        // Collect until the callers go quiet for one window (reconciles
+        // released together, e.g. after a shared credential exchange, arrive
+        // a few milliseconds apart on a busy node), but never longer than
+        // MAX_WINDOWS windows in all.
+        let cap = tokio::time::Instant::now() + window * MAX_WINDOWS;
+        loop {
+            let deadline = (tokio::time::Instant::now() + window).min(cap);
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(request)) => pending.push(request),
+                _ => break,
             }
         }
+        let unique: BTreeSet<&String> = pending.iter().flat_map(|r| r.selectors.iter()).collect();
+        let chunks = plan_batches(unique.into_iter().cloned().collect());
+        let outcomes = futures::future::join_all(chunks.iter().map(|chunk| fetch_chunk(source.as_ref(), &metrics, chunk))).await;
+        let results: HashMap<String, ParameterResult> = outcomes.into_iter().flatten().collect();
         for request in pending {
             let answer = request
                 .selectors
@@ -105,6 +99,61 @@ async fn run_batches(
                 .collect();
             // The caller may have given up (its reconcile was cancelled).
             let _ = request.reply.send(answer);
+        }
+    }
+}
+
+/// Splits unique selectors into `GetParameters` batches of at most
+/// [`SSM_BATCH_LIMIT`], never putting two selectors of the same parameter
+/// (`name`, `name:3`, `name:label`) into one batch: a response names the
+/// parameter, and not every SSM implementation says which selector it
+/// answered, so one name per batch keeps every answer unambiguous.
+pub fn plan_batches(selectors: Vec<String>) -> Vec<Vec<String>> {
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    for selector in selectors {
+        let name = super::parameter_name(&selector);
+        let open = batches
+            .iter_mut()
+            .find(|batch| batch.len() < SSM_BATCH_LIMIT && batch.iter().all(|other| super::parameter_name(other) != name));
+        match open {
+            Some(batch) => batch.push(selector),
+            None => batches.push(vec![selector]),
+        }
+    }
+    batches
+}
+
+/// One batch. IAM refuses a whole `GetParameters` call when any one name is
+/// denied, so a denied batch of several selectors is retried one selector at
+/// a time: the denial lands on the ExternalSecrets that asked for the denied
+/// key, not on everyone who shared the batch.
+async fn fetch_chunk(source: &dyn ParameterSource, metrics: &CallMetrics, chunk: &[String]) -> Vec<(String, ParameterResult)> {
+    match source.get_parameters(chunk).await {
+        Ok(mut batch) => {
+            metrics.record("ssm", "GetParameters", "ok");
+            chunk.iter().map(|s| (s.clone(), Ok(batch.values.remove(s)))).collect()
+        }
+        Err(error) if error.kind == CallErrorKind::AccessDenied && chunk.len() > 1 => {
+            metrics.record("ssm", "GetParameters", error.kind.reason());
+            let singles = chunk.iter().map(|selector| async move {
+                let alone = std::slice::from_ref(selector);
+                let result = match source.get_parameters(alone).await {
+                    Ok(mut batch) => {
+                        metrics.record("ssm", "GetParameters", "ok");
+                        Ok(batch.values.remove(selector))
+                    }
+                    Err(error) => {
+                        metrics.record("ssm", "GetParameters", error.kind.reason());
+                        Err(error)
+                    }
+                };
+                (selector.clone(), result)
+            });
+            futures::future::join_all(singles).await
+        }
+        Err(error) => {
+            metrics.record("ssm", "GetParameters", error.kind.reason());
+            chunk.iter().map(|s| (s.clone(), Err(error.clone()))).collect()
         }
     }
 }
@@ -237,6 +286,32 @@ mod tests {
         let answer = batcher.get(vec!["/a".into()]).await;
         assert!(matches!(answer.get("/a"), Some(Err(e)) if e.kind == CallErrorKind::Throttled));
         assert_eq!(metrics.snapshot().iter().filter(|(l, _)| l.status == "Throttled").count(), 1);
+    }
+
+    #[test]
+    fn batches_hold_one_selector_per_parameter() {
+        let selectors: Vec<String> = ["/a", "/a:1", "/a:stable", "/b", "/b:2"].iter().map(|s| s.to_string()).collect();
+        let batches = plan_batches(selectors);
+        assert_eq!(batches.len(), 3, "{batches:?}");
+        for batch in &batches {
+            let names: BTreeSet<&str> = batch.iter().map(|s| crate::backend::parameter_name(s)).collect();
+            assert_eq!(names.len(), batch.len(), "one selector per parameter in {batch:?}");
+        }
+        let many: Vec<String> = (0..25).map(|i| format!("/k{i}")).collect();
+        assert_eq!(plan_batches(many).iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_denied_key_does_not_fail_the_readers_it_was_batched_with() {
+        let fake = Arc::new(FakeParameters::default());
+        fake.put("/team-a/db", "a");
+        fake.put("/team-b/db", "b");
+        fake.deny("/team-b/db");
+        let metrics = Arc::new(CallMetrics::default());
+        let batcher = ParameterBatcher::spawn(fake.clone(), metrics.clone(), Duration::from_millis(200));
+        let (a, b) = tokio::join!(batcher.get(vec!["/team-a/db".into()]), batcher.get(vec!["/team-b/db".into()]));
+        assert_eq!(a.get("/team-a/db"), Some(&Ok(Some(b"a".to_vec()))), "team A reads despite sharing a batch with B");
+        assert!(matches!(b.get("/team-b/db"), Some(Err(e)) if e.kind == CallErrorKind::AccessDenied));
     }
 
     #[tokio::test]

@@ -19,6 +19,19 @@ use std::collections::HashMap;
 /// Most names SSM `GetParameters` accepts in one call.
 pub const SSM_BATCH_LIMIT: usize = 10;
 
+/// The parameter an SSM selector names: `name` of `name`, `name:3` or
+/// `name:label`, also for ARNs (`arn:aws:ssm:R:A:parameter/name:3`).
+pub fn parameter_name(selector: &str) -> &str {
+    let start = match selector.find(":parameter/") {
+        Some(at) if selector.starts_with("arn:") => at + ":parameter/".len(),
+        _ => 0,
+    };
+    match selector[start..].find(':') {
+        Some(colon) => &selector[..start + colon],
+        None => selector,
+    }
+}
+
 /// What kind of failure a backend call had; decides retry and reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallErrorKind {

@@ -30,6 +30,9 @@ struct World<'a> {
 
 const STORE: &str = "backend";
 const KSA: &str = "app";
+/// GCP only: a store whose GSA may read every secret of the project.
+const WIDE_STORE: &str = "backend-wide";
+const WIDE_KSA: &str = "wide";
 
 type CaseResult = Result<(), String>;
 
@@ -71,6 +74,21 @@ impl<'a> World<'a> {
         let store = json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore",
             "metadata": {"name": STORE, "namespace": world.ns}, "spec": {"provider": provider}});
         stack.apply_value(&store, None).await.unwrap();
+        if cloud == Cloud::Gcp {
+            // GCP answers 403, not 404, for a deleted secret unless the caller
+            // may read secrets project-wide ("or it may not exist"); the
+            // deletionPolicy case reads through a GSA with a project-level grant.
+            let wide = stack.create_gsa(&format!("sbw-{}", world.ns)).unwrap();
+            stack.grant_workload_identity_user(&wide, &world.ns, WIDE_KSA).unwrap();
+            let project = format!("projects/{}", stack.gcp_project());
+            stack.gcp().unwrap().grant(&project, secretbridge_stack::SECRET_ACCESSOR, &format!("serviceAccount:{wide}")).unwrap();
+            stack.create_service_account(&world.ns, WIDE_KSA, &[(GCP_SERVICE_ACCOUNT_ANNOTATION, &wide)]).await.unwrap();
+            let store = json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore",
+                "metadata": {"name": WIDE_STORE, "namespace": world.ns}, "spec": {"provider": {"gcpsm": {
+                    "projectID": stack.gcp_project(), "auth": {"workloadIdentity": {
+                    "clusterLocation": "europe-west1", "clusterName": "e2e", "serviceAccountRef": {"name": WIDE_KSA}}}}}}});
+            stack.apply_value(&store, None).await.unwrap();
+        }
         world
     }
 
@@ -142,7 +160,19 @@ impl<'a> World<'a> {
     }
 
     async fn wait_data(&self, name: &str, expected: &[(&str, &str)]) -> Result<Secret, String> {
-        self.stack.wait_secret_data(&self.ns, name, expected, SYNC_TIMEOUT).await.map_err(|e| e.to_string())
+        match self.stack.wait_secret_data(&self.ns, name, expected, SYNC_TIMEOUT).await {
+            Ok(secret) => Ok(secret),
+            Err(error) => Err(format!("{error}; ExternalSecret: {}", self.es_state(name).await)),
+        }
+    }
+
+    /// The ExternalSecret's Ready condition, for failure messages.
+    async fn es_state(&self, name: &str) -> String {
+        match self.stack.external_secret(&self.ns, name).await {
+            Ok(Some(es)) => format!("{:?}", ready_condition(&es)),
+            Ok(None) => "absent".into(),
+            Err(e) => e.to_string(),
+        }
     }
 
     async fn wait_ready(&self, name: &str) -> CaseResult {
@@ -289,7 +319,9 @@ impl<'a> World<'a> {
 
     async fn case_deletion_policy_delete(&self) -> CaseResult {
         self.put("gone", "v").await?;
-        self.apply_es("gone", "1s", json!({"target": {"name": "gone", "deletionPolicy": "Delete"},
+        let store = if self.cloud == Cloud::Gcp { WIDE_STORE } else { STORE };
+        self.apply_es("gone", "1s", json!({"secretStoreRef": {"name": store, "kind": "SecretStore"},
+            "target": {"name": "gone", "deletionPolicy": "Delete"},
             "data": [{"secretKey": "v", "remoteRef": {"key": self.key("gone")}}]}))
         .await?;
         self.wait_data("gone", &[("v", "v")]).await?;
@@ -298,11 +330,11 @@ impl<'a> World<'a> {
             .wait_secret(&self.ns, "gone", SYNC_TIMEOUT, "deleted with the remote key", |s| s.is_none())
             .await
             .map_err(|e| e.to_string())?;
-        let es = self.stack.external_secret(&self.ns, "gone").await.map_err(|e| e.to_string())?;
-        let reason = es.as_ref().and_then(ready_condition).and_then(|c| c.reason.clone());
-        (reason.as_deref() == Some("SecretDeleted"))
-            .then_some(())
-            .ok_or(format!("Ready reason after deletion is {reason:?}, want SecretDeleted"))
+        // The status is written after the delete: wait for it too.
+        match self.stack.wait_not_ready(&self.ns, "gone", "SecretDeleted", SYNC_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("{e}; ExternalSecret: {}", self.es_state("gone").await)),
+        }
     }
 
     async fn case_failed_fetch_keeps_data(&self) -> CaseResult {

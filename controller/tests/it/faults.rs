@@ -78,7 +78,8 @@ async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
     // AWS goes down (every call answers 503); GCP fails its next reads.
     let guard = stack.guard().unwrap();
     guard.set_unavailable(true);
-    let gcp_failures = 8;
+    // Each failed read backs off (5s, 10s, ...): two failures keep the test short.
+    let gcp_failures = 2;
     stack.gcp().unwrap().inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::Unavailable, gcp_failures);
     let failed = stack
         .wait_external_secret(&ns, "db", SYNC_TIMEOUT, "Ready=False during the outage", |es| {
