@@ -28,8 +28,15 @@ gen:
 	SECRETBRIDGE_GEN=1 $(CARGO) test --workspace --locked -- generated_
 
 # Measurements, never assertions; release builds; not part of `make test`.
+# Prints one table and appends it to bench/results.md (see bench/README.md).
+# Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--sizes 100,1000"`.
+BENCH_ARGS ?=
 bench:
-	$(CARGO) test --release --locked -p terraform-provider-secretbridge --test it -- --ignored --nocapture bench_
+	# One package per command, as the driver builds them: building them
+	# together would unify features and compile shared crates twice.
+	$(CARGO) build --release --locked -p secretbridge-controller --bin secretbridge-controller
+	$(CARGO) test --release --locked -p terraform-provider-secretbridge --test it --no-run
+	$(CARGO) run --release --locked -p secretbridge-bench -- $(BENCH_ARGS)
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

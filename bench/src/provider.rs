@@ -1,0 +1,81 @@
+//! The provider's benchmarks live beside its integration tests
+//! (`provider/tests/it/bench.rs`, ignored `bench_*` tests) because they use
+//! its test helpers; this runs them in release mode and reads the figures
+//! they append to a record file.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::BenchError;
+use crate::report::Row;
+
+/// Anchors the provider figures are compared with.
+fn anchor(name: &str) -> &'static str {
+    if name.starts_with("RPC") {
+        "tf-provider 0.2.2: ~40 ms per RPC"
+    } else if name.starts_with("no-op plan") {
+        "1.00 = as fast as Terraform's built-in provider"
+    } else {
+        "Terraform waits for this on every plugin start"
+    }
+}
+
+/// Runs `cargo test --release ... bench_` for the provider and turns its
+/// records into rows.
+pub fn run(scratch: &Path) -> Result<Vec<Row>, BenchError> {
+    let records = scratch.join("provider-records.jsonl");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(secretbridge_harness::repo_root())
+        .args(["test", "--release", "--locked", "-p", "terraform-provider-secretbridge", "--test", "it", "--"])
+        // One at a time: they measure, so they must not compete with each other.
+        .args(["--ignored", "--nocapture", "--test-threads=1", "bench_"])
+        .env("SECRETBRIDGE_BENCH_RECORDS", &records);
+    let program = format!("{command:?}");
+    println!("running the provider benchmarks: {program}");
+    let status = command.status().map_err(|source| BenchError::Spawn { program, source })?;
+    if !status.success() {
+        return Err(BenchError::ProviderBenches { status: status.to_string() });
+    }
+    let text = std::fs::read_to_string(&records)
+        .map_err(|source| BenchError::File { action: "reading", path: records.clone(), source })?;
+    Ok(parse_records(&text))
+}
+
+/// One row per JSON record line; lines that do not parse are skipped.
+fn parse_records(text: &str) -> Vec<Row> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|record| {
+            let name = record["name"].as_str().unwrap_or("?").to_string();
+            let value = record["value"].as_f64().unwrap_or(f64::NAN);
+            let unit = record["unit"].as_str().unwrap_or("");
+            let value = match unit {
+                "x" => format!("{value:.2}x"),
+                "us" => format!("{value:.0} µs"),
+                "ms" => format!("{value:.1} ms"),
+                other => format!("{value:.3} {other}"),
+            };
+            let note = record["note"].as_str().unwrap_or("");
+            Row::new("provider", name.clone(), value, format!("{} ({note})", anchor(&name)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_become_rows_with_units_and_anchors() {
+        let text = "{\"group\":\"provider\",\"name\":\"RPC PlanResourceChange p50\",\"value\":123.4,\"unit\":\"us\",\"note\":\"p99 300 us\"}\n\
+not json\n\
+{\"group\":\"provider\",\"name\":\"no-op plan ratio, terraform 1.15.5\",\"value\":1.234,\"unit\":\"x\",\"note\":\"n\"}\n";
+        let rows = parse_records(text);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].value, "123 µs");
+        assert!(rows[0].anchor.starts_with("tf-provider 0.2.2"), "{:?}", rows[0]);
+        assert_eq!(rows[1].value, "1.23x");
+    }
+}
