@@ -42,7 +42,7 @@ pub enum DemoError {
         action: String,
         /// The stack's error.
         #[source]
-        source: StackError,
+        source: Box<StackError>,
     },
     /// A Terraform command failed.
     #[error("terraform {action} failed: {source}")]
@@ -51,7 +51,7 @@ pub enum DemoError {
         action: String,
         /// The harness error, with Terraform's output.
         #[source]
-        source: secretbridge_harness::HarnessError,
+        source: Box<secretbridge_harness::HarnessError>,
     },
     /// Copying the example folders failed.
     #[error("copying {path} failed: {source}")]
@@ -81,7 +81,7 @@ pub enum DemoError {
 
 fn stack_error(action: impl Into<String>) -> impl FnOnce(StackError) -> DemoError {
     let action = action.into();
-    move |source| DemoError::Stack { action, source }
+    move |source| DemoError::Stack { action, source: Box::new(source) }
 }
 
 /// What the demo needs from outside: the binaries `make demo` built.
@@ -168,7 +168,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), DemoError> {
 pub fn example_terraform(version: TfVersion, provider_binary: &Path, folder: &str) -> Result<ExampleRun, DemoError> {
     let terraform = Terraform::new(version)
         .and_then(|t| t.with_filesystem_mirror(provider_binary, PROVIDER_VERSION))
-        .map_err(|source| DemoError::Terraform { action: "set-up".into(), source })?
+        .map_err(|source| DemoError::Terraform { action: "set-up".into(), source: Box::new(source) })?
         .with_env("AWS_ACCESS_KEY_ID", secretbridge_stack::AWS_STATIC_KEY)
         .with_env("AWS_SECRET_ACCESS_KEY", secretbridge_stack::AWS_STATIC_KEY)
         .with_env("AWS_EC2_METADATA_DISABLED", "true")
@@ -192,7 +192,7 @@ impl ExampleRun {
     fn run(&self, action: &str, args: &[&str]) -> Result<secretbridge_harness::TfOutput, DemoError> {
         let mut all = vec![self.chdir.as_str()];
         all.extend_from_slice(args);
-        self.terraform.run(&all).map_err(|source| DemoError::Terraform { action: action.into(), source })
+        self.terraform.run(&all).map_err(|source| DemoError::Terraform { action: action.into(), source: Box::new(source) })
     }
 
     /// `terraform init`.
@@ -209,12 +209,12 @@ impl ExampleRun {
     pub fn expect_empty_plan(&self) -> Result<(), DemoError> {
         let mut all = vec![self.chdir.as_str()];
         all.extend_from_slice(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        let output = self.terraform.run_any(&all).map_err(|source| DemoError::Terraform { action: "plan".into(), source })?;
+        let output = self.terraform.run_any(&all).map_err(|source| DemoError::Terraform { action: "plan".into(), source: Box::new(source) })?;
         match output.exit_code {
             Some(0) => Ok(()),
             _ => Err(DemoError::Terraform {
                 action: "plan after apply (expected no changes)".into(),
-                source: secretbridge_harness::HarnessError::PlanNotEmpty { version: self.terraform.version().as_str(), output: Box::new(output) },
+                source: Box::new(secretbridge_harness::HarnessError::PlanNotEmpty { version: self.terraform.version().as_str(), output: Box::new(output) }),
             }),
         }
     }
@@ -310,7 +310,7 @@ pub async fn run_demo(options: &DemoOptions, progress: &mut (dyn FnMut(&str) + S
         stack
             .wait_ready(namespace, SECRET_NAME, READY_TIMEOUT)
             .await
-            .map_err(|source| DemoError::Stack { action: format!("waiting for {namespace}/{SECRET_NAME} (controller log:\n{})", controller.log_tail()), source })?;
+            .map_err(|source| DemoError::Stack { action: format!("waiting for {namespace}/{SECRET_NAME} (controller log:\n{})", controller.log_tail()), source: Box::new(source) })?;
         let secret = synced_secret(&stack, namespace, SECRET_NAME).await?;
         let expected: BTreeMap<String, String> = SEED.iter().map(|(key, _, _, value)| (key.to_string(), value.to_string())).collect();
         if secret.data != expected {
