@@ -56,7 +56,7 @@ resource "secretbridge_service_account" "app" {
 resource "secretbridge_secret_store" "aws" {
   namespace = var.namespace
   name      = "aws-parameter-store"
-  spec = {
+  spec {
     provider = {
       aws = {
         service = "ParameterStore"
@@ -76,7 +76,7 @@ resource "secretbridge_secret_store" "aws" {
 resource "secretbridge_external_secret" "db" {
   namespace = var.namespace
   name      = "multicloud-db-info"
-  spec = {
+  spec {
     refresh_interval = "1h"
     secret_store_ref = {
       name = secretbridge_secret_store.aws.name

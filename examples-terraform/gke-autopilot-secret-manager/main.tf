@@ -51,7 +51,7 @@ resource "secretbridge_service_account" "app" {
 
 resource "secretbridge_cluster_secret_store" "gcp" {
   name = "gcp-secret-manager"
-  spec = {
+  spec {
     provider = {
       gcpsm = {
         project_id = var.project
@@ -74,7 +74,7 @@ resource "secretbridge_cluster_secret_store" "gcp" {
 resource "secretbridge_external_secret" "db" {
   namespace = var.namespace
   name      = "multicloud-db-info"
-  spec = {
+  spec {
     refresh_interval = "1h"
     secret_store_ref = {
       name = secretbridge_cluster_secret_store.gcp.name

@@ -38,7 +38,7 @@ resource "secretbridge_service_account" "app" {
 resource "secretbridge_secret_store" "app" {
   namespace = var.namespace
   name      = "${var.app_name}-aws"
-  spec = {
+  spec {
     provider = {
       aws = {
         service = var.service
@@ -57,7 +57,7 @@ resource "secretbridge_secret_store" "app" {
 resource "secretbridge_external_secret" "app" {
   namespace = var.namespace
   name      = local.secret_name
-  spec = {
+  spec {
     refresh_interval = var.refresh_interval
     secret_store_ref = {
       name = secretbridge_secret_store.app.name

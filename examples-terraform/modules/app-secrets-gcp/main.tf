@@ -44,7 +44,7 @@ resource "secretbridge_service_account" "app" {
 
 resource "secretbridge_cluster_secret_store" "app" {
   name = "${var.namespace}-${var.app_name}-gcp"
-  spec = {
+  spec {
     conditions = [{ namespaces = [var.namespace] }]
     provider = {
       gcpsm = {
@@ -68,7 +68,7 @@ resource "secretbridge_cluster_secret_store" "app" {
 resource "secretbridge_external_secret" "app" {
   namespace = var.namespace
   name      = local.secret_name
-  spec = {
+  spec {
     refresh_interval = var.refresh_interval
     secret_store_ref = {
       name = secretbridge_cluster_secret_store.app.name
