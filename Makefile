@@ -18,8 +18,12 @@ demo:
 	$(CARGO) test --workspace --locked --no-run -q
 	bash scripts/demo.sh
 
+# Build once with the workspace's feature set, then let tests take the binaries
+# from that build (SECRETBRIDGE_PREBUILT_BIN_DIR) instead of `cargo build -p`.
 test:
-	$(CARGO) test --workspace --locked --no-fail-fast
+	$(CARGO) test --workspace --locked --no-run -q
+	SECRETBRIDGE_PREBUILT_BIN_DIR="$$($(CARGO) metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug" \
+		$(CARGO) test --workspace --locked --no-fail-fast
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Regenerate every committed artefact (CRDs, Terraform schema goldens, docs).

@@ -146,10 +146,23 @@ fn build(package: &str, bin: &str) -> Result<PathBuf> {
 
 type BuildCache = Mutex<HashMap<(String, String), Result<PathBuf, String>>>;
 
+/// Names a directory of binaries that are already built and current, e.g.
+/// `target/debug` right after `cargo test --workspace --no-run` (what `make
+/// test` does). Binaries found there are used as they are, because `cargo
+/// build -p` from inside a test resolves a narrower feature set than the
+/// workspace build, which recompiles dependencies and relinks the binary.
+pub const PREBUILT_BIN_DIR_ENV: &str = "SECRETBRIDGE_PREBUILT_BIN_DIR";
+
 /// Builds `bin` of workspace package `package` (once per test process; the
 /// result, success or failure, is shared by every later caller) and returns
 /// the binary's path.
 pub fn try_workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(PREBUILT_BIN_DIR_ENV) {
+        let prebuilt = Path::new(&dir).join(bin);
+        if prebuilt.is_file() {
+            return Ok(prebuilt);
+        }
+    }
     static BUILT: OnceLock<BuildCache> = OnceLock::new();
     let cache = BUILT.get_or_init(BuildCache::default);
     // Holding the lock while building serialises builds: cargo would anyway.
