@@ -6,13 +6,31 @@
 //! ([`crate::planned`]), then in the cluster, and names both ends and the
 //! fix. Values unknown at plan time are never taken as a mismatch.
 //!
+//! Terraform plans two resources in a fixed order only when one references
+//! the other, so a check may run before the other end is recorded. Errors
+//! therefore rest only on evidence a later plan cannot overturn:
+//! - a value in this resource's own configuration (an explicit namespace);
+//! - a pair whose both ends are planned: whichever end is planned second
+//!   checks the pair, so the order does not matter;
+//! - a cluster object this provider does not manage (no
+//!   `secretbridge-terraform` field manager), which this plan cannot change;
+//! - for an ExternalSecret, its store's absence: the ExternalSecret names
+//!   its store and can always reference it, which orders the plan (the
+//!   diagnostic says so).
+//!
+//! A finding that a later plan could overturn (a ServiceAccount found so far
+//! only in another namespace) is a warning. A SecretStore cannot reference
+//! its ServiceAccount when the IRSA role derives its access from the
+//! ExternalSecret (that would be a cycle), so its ServiceAccount is often
+//! planned after it.
+//!
 //! These functions read the raw planned value (Terraform attribute names),
 //! so a partly unknown plan is still checked where it is known.
 
 use ::kube::Api;
 use ::kube::api::ListParams;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use secretbridge_shared::names::{AWS_ROLE_ARN_ANNOTATION, GCP_SERVICE_ACCOUNT_ANNOTATION};
+use secretbridge_shared::names::{AWS_ROLE_ARN_ANNOTATION, GCP_SERVICE_ACCOUNT_ANNOTATION, TERRAFORM_FIELD_MANAGER};
 use secretbridge_shared::store::{ClusterSecretStore, SecretStore};
 
 use crate::kube as k;
@@ -83,12 +101,18 @@ pub async fn plan_service_account(ctx: &ProviderContext, v: &Value) -> Diagnosti
         check_role_trust(ctx, &sa, &arn, &mut diags).await;
     }
     if let Some(gsa) = known(v.attr("gcp_service_account")) {
-        for binding in ctx.planned.workload_identities_for_gsa(&gsa) {
-            if let Some(problem) = workload_identity_mismatch(&binding, &sa) {
-                diags.push(Diagnostic::attribute_error(AttrPath::root("gcp_service_account"), "Workload Identity binding does not match the ServiceAccount", problem));
-            }
+        // A GSA may be bound to several KSAs, and the binding for this one
+        // may be planned later: bindings for others only warn.
+        let bindings = ctx.planned.workload_identities_for_gsa(&gsa);
+        let admits_this = bindings.iter().any(|b| b.namespace.known() == Some(&namespace) && b.service_account.known() == Some(&name));
+        if !admits_this && let Some(problem) = bindings.iter().find_map(|b| workload_identity_mismatch(b, &sa)) {
+            diags.push(Diagnostic::warning(
+                "No Workload Identity binding for this ServiceAccount so far",
+                format!("{problem} If a binding for {namespace}/{name} is declared in this configuration, reference this ServiceAccount from it (kubernetes_service_account = secretbridge_service_account.NAME.name) so Terraform plans the pair in order."),
+            ));
         }
     }
+    check_stores_using(ctx, &sa, &mut diags);
     // Bindings for this KSA that name another GSA.
     for binding in ctx.planned.snapshot().workload_identities {
         let for_this = binding.namespace.known() == Some(&namespace) && binding.service_account.known() == Some(&name);
@@ -100,6 +124,38 @@ pub async fn plan_service_account(ctx: &ProviderContext, v: &Value) -> Diagnosti
         }
     }
     diags
+}
+
+/// Stores planned before this ServiceAccount that authenticate as it must
+/// find the annotation their provider needs (the pair's second end checks).
+fn check_stores_using(ctx: &ProviderContext, sa: &PlannedServiceAccount, diags: &mut Diagnostics) {
+    if !sa.annotations_complete || sa.annotations.contains_key(AWS_ROLE_ARN_ANNOTATION) {
+        return;
+    }
+    let set = ctx.planned.snapshot();
+    let namespaced = set.secret_stores.values().filter(|st| {
+        st.namespace.as_deref() == Some(sa.namespace.as_str())
+            && st.service_account.as_ref().is_some_and(|r| r.namespace.as_ref().is_none_or(|ns| ns.known() == Some(&sa.namespace)))
+    });
+    let cluster = set.cluster_stores.values().filter(|st| st.service_account.as_ref().is_some_and(|r| r.namespace.as_ref().and_then(Known::known) == Some(&sa.namespace)));
+    for store in namespaced.chain(cluster) {
+        let Some(r) = &store.service_account else { continue };
+        if store.provider != Some(StoreProviderKind::Aws) || r.name.known() != Some(&sa.name) {
+            continue;
+        }
+        let label = match &store.namespace {
+            Some(ns) => format!("SecretStore {ns}/{}", store.name),
+            None => format!("ClusterSecretStore {}", store.name),
+        };
+        diags.push(Diagnostic::attribute_error(
+            AttrPath::root("aws_role_arn"),
+            "ServiceAccount lacks the cloud annotation",
+            format!(
+                "{label} authenticates as ServiceAccount {}/{} through IRSA, but that ServiceAccount has no {AWS_ROLE_ARN_ANNOTATION} annotation, so the controller cannot pick a role. Set aws_role_arn on this ServiceAccount to the IRSA role's ARN.",
+                sa.namespace, sa.name
+            ),
+        ));
+    }
 }
 
 /// The role named by a ServiceAccount's `aws_role_arn` must trust exactly
@@ -202,46 +258,61 @@ pub async fn plan_workload_identity(ctx: &ProviderContext, v: &Value) -> Diagnos
         service_account: kstr(v.attr("kubernetes_service_account")).unwrap_or(Known::Unknown),
     };
     ctx.planned.record_workload_identity(binding.clone());
-    let (Some(gsa), Some(ns), Some(ksa)) = (binding.gsa.known(), binding.namespace.known(), binding.service_account.known()) else { return diags };
-    // A binding without a `kubernetes {}` block may well be for a cluster
-    // Terraform does not manage: only a KSA planned here is checked then.
-    let manages_cluster = ctx.config.get("kubernetes").is_some_and(|k| !k.is_null());
+    let (Some(_), Some(ns), Some(ksa)) = (binding.gsa.known(), binding.namespace.known(), binding.service_account.known()) else { return diags };
+    // A KSA planned later checks this binding itself, so a missing one is
+    // not reported here. Without a `kubernetes {}` block the binding may
+    // well be for a cluster Terraform does not manage: only a KSA planned
+    // here is checked then.
     let sa = match ctx.planned.service_account(ns, ksa) {
-        Some(sa) => Some(sa),
-        None if !manages_cluster => return diags,
+        Some(sa) => sa,
         None => match cluster_service_account(ctx, ns, ksa).await {
-            Ok(found) => found,
+            Ok(ClusterServiceAccount::Fixed(sa)) => sa,
+            Ok(_) => return diags,
             Err(e) => {
                 diags.push(lookup_warning(&format!("ServiceAccount {ns}/{ksa}"), &e));
                 return diags;
             }
         },
     };
-    match sa {
-        Some(sa) => {
-            if let Some(problem) = workload_identity_mismatch(&binding, &sa) {
-                diags.push(Diagnostic::attribute_error(
-                    AttrPath::root("kubernetes_service_account"),
-                    "Workload Identity binding does not match the ServiceAccount",
-                    format!("{problem} {ORDER_HINT}"),
-                ));
-            }
-        }
-        None => diags.push(Diagnostic::warning(
-            "Kubernetes ServiceAccount not found",
-            format!(
-                "the binding lets KSA {ns}/{ksa} act as GSA {gsa}, but ServiceAccount {ns}/{ksa} is neither in the cluster nor planned so far; create it with gcp_service_account = \"{gsa}\". {ORDER_HINT}"
-            ),
-        )),
+    if let Some(problem) = workload_identity_mismatch(&binding, &sa) {
+        diags.push(Diagnostic::attribute_error(
+            AttrPath::root("kubernetes_service_account"),
+            "Workload Identity binding does not match the ServiceAccount",
+            problem,
+        ));
     }
     diags
 }
 
-/// The cluster's ServiceAccount as a planned one (annotations known).
-async fn cluster_service_account(ctx: &ProviderContext, namespace: &str, name: &str) -> Result<Option<PlannedServiceAccount>, Diagnostics> {
+/// Whether the provider has a `kubernetes {}` block; without one the checks
+/// use this plan only.
+fn manages_cluster(ctx: &ProviderContext) -> bool {
+    ctx.config.get("kubernetes").is_some_and(|k| !k.is_null())
+}
+
+/// A ServiceAccount read from the cluster.
+enum ClusterServiceAccount {
+    /// Not there.
+    Missing,
+    /// Written by `secretbridge-terraform`: this plan may still change it,
+    /// and its own plan checks it against what it serves.
+    ManagedByTerraform,
+    /// Managed elsewhere, so this plan cannot change it: as a planned one.
+    Fixed(PlannedServiceAccount),
+}
+
+/// The cluster's ServiceAccount `namespace/name`.
+async fn cluster_service_account(ctx: &ProviderContext, namespace: &str, name: &str) -> Result<ClusterServiceAccount, Diagnostics> {
+    if !manages_cluster(ctx) {
+        return Ok(ClusterServiceAccount::Missing);
+    }
     let api: Api<ServiceAccount> = Api::namespaced(k::client(ctx).await?, namespace);
-    let found = k::get(&api, name, &format!("ServiceAccount {namespace}/{name}")).await?;
-    Ok(found.map(|sa| PlannedServiceAccount {
+    let Some(sa) = k::get(&api, name, &format!("ServiceAccount {namespace}/{name}")).await? else { return Ok(ClusterServiceAccount::Missing) };
+    let managers = sa.metadata.managed_fields.iter().flatten();
+    if managers.filter_map(|m| m.manager.as_deref()).any(|m| m == TERRAFORM_FIELD_MANAGER) {
+        return Ok(ClusterServiceAccount::ManagedByTerraform);
+    }
+    Ok(ClusterServiceAccount::Fixed(PlannedServiceAccount {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         annotations: sa.metadata.annotations.unwrap_or_default().into_iter().map(|(k, v)| (k, Known::Value(v))).collect(),
@@ -253,6 +324,11 @@ async fn cluster_service_account(ctx: &ProviderContext, namespace: &str, name: &
 /// in this plan or in the cluster.
 async fn service_account_namespaces(ctx: &ProviderContext, name: &str, except: &str) -> Result<Vec<String>, Diagnostics> {
     let mut found: Vec<String> = ctx.planned.snapshot().service_accounts.keys().filter(|(ns, n)| n == name && ns != except).map(|(ns, _)| ns.clone()).collect();
+    if !manages_cluster(ctx) {
+        found.sort();
+        found.dedup();
+        return Ok(found);
+    }
     let api: Api<ServiceAccount> = Api::all(k::client(ctx).await?);
     let list = api.list(&ListParams::default()).await.map_err(|e| k::api_error("list", "ServiceAccounts", &e))?;
     for sa in list.items {
@@ -333,45 +409,44 @@ pub async fn plan_store(ctx: &ProviderContext, v: &Value, namespaced: bool) -> D
         Some(StoreProviderKind::GcpSm) | None => None,
     };
     let sa = match ctx.planned.service_account(&sa_namespace, &sa_name) {
-        Some(sa) => Some(sa),
+        Some(sa) => sa,
         None => match cluster_service_account(ctx, &sa_namespace, &sa_name).await {
-            Ok(found) => found,
+            Ok(ClusterServiceAccount::Fixed(sa)) => sa,
+            // Its own plan, if it is in this configuration, checks this store.
+            Ok(ClusterServiceAccount::ManagedByTerraform) => return diags,
+            Ok(ClusterServiceAccount::Missing) => {
+                // Often planned after this store (see the module comment), so
+                // only a namesake elsewhere is worth a word, and only a warning.
+                match service_account_namespaces(ctx, &sa_name, &sa_namespace).await {
+                    Ok(elsewhere) if !elsewhere.is_empty() => diags.push(Diagnostic::warning(
+                        "ServiceAccount found only in another namespace",
+                        format!(
+                            "{store_label} uses ServiceAccount '{sa_name}', which so far exists only in namespace {} (it must be in '{sa_namespace}'). Unless this configuration also declares ServiceAccount {sa_namespace}/{sa_name}, declare it (and its IAM trust) in namespace '{sa_namespace}', or move the {kind_word} to the ServiceAccount's namespace.",
+                            quoted_list(&elsewhere)
+                        ),
+                    )),
+                    Ok(_) => {}
+                    Err(e) => diags.push(lookup_warning(&format!("ServiceAccounts named {sa_name}"), &e)),
+                }
+                return diags;
+            }
             Err(e) => {
                 diags.push(lookup_warning(&format!("ServiceAccount {sa_namespace}/{sa_name}"), &e));
                 return diags;
             }
         },
     };
-    match sa {
-        Some(sa) => {
-            if let Some(annotation) = required
-                && sa.annotations_complete
-                && !sa.annotations.contains_key(annotation)
-            {
-                diags.push(Diagnostic::attribute_error(
-                    ref_path.attr("name"),
-                    "ServiceAccount lacks the cloud annotation",
-                    format!(
-                        "{store_label} authenticates as ServiceAccount {sa_namespace}/{sa_name} through IRSA, but that ServiceAccount has no {annotation} annotation, so the controller cannot pick a role. Set aws_role_arn on the secretbridge_service_account {sa_namespace}/{sa_name} to the IRSA role's ARN. {ORDER_HINT}"
-                    ),
-                ));
-            }
-        }
-        None => match service_account_namespaces(ctx, &sa_name, &sa_namespace).await {
-            Ok(elsewhere) if !elsewhere.is_empty() => diags.push(Diagnostic::attribute_error(
-                ref_path.attr("name"),
-                "ServiceAccount is in another namespace",
-                format!(
-                    "{store_label} uses ServiceAccount '{sa_name}' but it exists only in namespace {} (it must be in '{sa_namespace}'). Declare the ServiceAccount (and its IAM trust) in namespace '{sa_namespace}', or move the {kind_word} to the ServiceAccount's namespace.",
-                    quoted_list(&elsewhere)
-                ),
-            )),
-            Ok(_) => diags.push(Diagnostic::warning(
-                "ServiceAccount not found",
-                format!("{store_label} authenticates as ServiceAccount {sa_namespace}/{sa_name}, which is neither in the cluster nor planned so far; create it before the controller syncs. {ORDER_HINT}"),
-            )),
-            Err(e) => diags.push(lookup_warning(&format!("ServiceAccounts named {sa_name}"), &e)),
-        },
+    if let Some(annotation) = required
+        && sa.annotations_complete
+        && !sa.annotations.contains_key(annotation)
+    {
+        diags.push(Diagnostic::attribute_error(
+            ref_path.attr("name"),
+            "ServiceAccount lacks the cloud annotation",
+            format!(
+                "{store_label} authenticates as ServiceAccount {sa_namespace}/{sa_name} through IRSA, but that ServiceAccount has no {annotation} annotation, so the controller cannot pick a role. Set aws_role_arn on the secretbridge_service_account {sa_namespace}/{sa_name} to the IRSA role's ARN."
+            ),
+        ));
     }
     diags
 }
@@ -452,7 +527,7 @@ pub async fn plan_external_secret(ctx: &ProviderContext, v: &Value) -> Diagnosti
                             path,
                             "SecretStore is in another namespace",
                             format!(
-                                "{es_label} uses SecretStore '{store}' but it exists only in {only} {}. An ExternalSecret can only use a SecretStore in its own namespace: move the ExternalSecret to {}, or declare SecretStore '{store}' (with its ServiceAccount and IAM trust) in namespace '{namespace}', or use a ClusterSecretStore.",
+                                "{es_label} uses SecretStore '{store}' but it exists only in {only} {}. An ExternalSecret can only use a SecretStore in its own namespace: move the ExternalSecret to {}, or declare SecretStore '{store}' (with its ServiceAccount and IAM trust) in namespace '{namespace}', or use a ClusterSecretStore. If this configuration does declare SecretStore {namespace}/{store}, set name = secretbridge_secret_store.NAME.name so Terraform plans it before the ExternalSecret and this check sees it.",
                                 quoted_list(&elsewhere),
                                 quoted_list(&elsewhere),
                             ),
@@ -497,6 +572,10 @@ mod tests {
         d.0.iter().filter(|d| d.severity == crate::plugin::diag::Severity::Error).map(|d| d.detail.clone()).collect()
     }
 
+    fn warnings(d: &Diagnostics) -> Vec<String> {
+        d.0.iter().filter(|d| d.severity == crate::plugin::diag::Severity::Warning).map(|d| d.detail.clone()).collect()
+    }
+
     #[tokio::test]
     async fn irsa_role_trusting_another_service_account_is_an_error() {
         let ctx = ctx();
@@ -525,10 +604,15 @@ mod tests {
         // Binding first, then a KSA in another namespace naming the GSA.
         let first = ctx();
         assert!(errors(&plan_workload_identity(&first, &binding(gsa, "default", "reader")).await).is_empty(), "far end missing: no error");
+        // A GSA may serve several KSAs and this KSA's binding may come later: a warning.
         let d = plan_service_account(&first, &sa("app", "reader", Value::Null, s(gsa))).await;
-        let errs = errors(&d);
-        assert_eq!(errs.len(), 1, "{d:?}");
-        assert!(errs[0].contains("ServiceAccount app/reader names GSA") && errs[0].contains("admits KSA default/reader"), "{}", errs[0]);
+        assert!(errors(&d).is_empty(), "{d:?}");
+        let warned = warnings(&d);
+        assert_eq!(warned.len(), 1, "{d:?}");
+        assert!(warned[0].contains("ServiceAccount app/reader names GSA") && warned[0].contains("admits KSA default/reader"), "{}", warned[0]);
+        // Once a binding admits it, nothing is said.
+        plan_workload_identity(&first, &binding(gsa, "app", "reader")).await;
+        assert!(plan_service_account(&first, &sa("app", "reader", Value::Null, s(gsa))).await.0.is_empty());
 
         // KSA first (annotated with another GSA), then the binding for it.
         let second = ctx();
@@ -579,6 +663,40 @@ mod tests {
         // An unknown reference is not judged.
         let d = plan_store(&ctx, &store("app", obj(&[("name", Value::Unknown), ("namespace", Value::Null)])), true).await;
         assert!(errors(&d).is_empty(), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn store_and_service_account_are_checked_whichever_is_planned_second() {
+        // The store first (as in a module whose IRSA role reads the
+        // ExternalSecret's keys, so the store cannot reference its
+        // ServiceAccount), then a ServiceAccount without the role annotation.
+        let ctx = ctx();
+        ctx.planned.record_store(PlannedStore {
+            namespace: Some("app".into()),
+            name: "aws".into(),
+            provider: Some(StoreProviderKind::Aws),
+            service_account: Some(PlannedServiceAccountRef { name: Known::Value("eso".into()), namespace: None }),
+        });
+        let d = plan_service_account(&ctx, &sa("app", "eso", Value::Null, Value::Null)).await;
+        let errs = errors(&d);
+        assert_eq!(errs.len(), 1, "{d:?}");
+        assert!(errs[0].contains("SecretStore app/aws authenticates as ServiceAccount app/eso through IRSA"), "{}", errs[0]);
+        // With the annotation (even unknown until apply) it passes; so does a namesake elsewhere.
+        assert!(errors(&plan_service_account(&ctx, &sa("app", "eso", Value::Unknown, Value::Null)).await).is_empty());
+        assert!(errors(&plan_service_account(&ctx, &sa("other", "eso", Value::Null, Value::Null)).await).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_service_account_seen_only_in_another_namespace_is_a_warning() {
+        // The right one may be planned after the store: never an error.
+        let ctx = ctx();
+        plan_service_account(&ctx, &sa("gcp", "app", Value::Null, s("app@p.iam.gserviceaccount.com"))).await;
+        let d = plan_store(&ctx, &store("aws", obj(&[("name", s("app")), ("namespace", Value::Null)])), true).await;
+        assert!(errors(&d).is_empty(), "{d:?}");
+        let warned = warnings(&d);
+        assert!(warned.iter().any(|w| w.contains("so far exists only in namespace 'gcp'")), "{d:?}");
+        // The right one arrives later with its annotation: no error from its side either.
+        assert!(errors(&plan_service_account(&ctx, &sa("aws", "app", s("arn:aws:iam::1:role/app"), Value::Null)).await).is_empty());
     }
 
     #[tokio::test]
