@@ -57,12 +57,12 @@ resource "secretbridge_secret_store" "aws" {
   namespace = var.namespace
   name      = "aws-parameter-store"
   spec {
-    provider = {
-      aws = {
+    provider {
+      aws {
         service = "ParameterStore"
         region  = var.region
-        auth = {
-          jwt = {
+        auth {
+          jwt {
             service_account_ref = {
               name = local.service_account
             }
@@ -82,14 +82,21 @@ resource "secretbridge_external_secret" "db" {
       name = secretbridge_secret_store.aws.name
       kind = "SecretStore"
     }
-    target = {
+    target {
       name            = "multicloud-db-info"
       creation_policy = "Owner"
     }
-    data = [
-      { secret_key = "dburl", remote_ref = { key = "/multicloud/db/url" } },
-      { secret_key = "user", remote_ref = { key = "/multicloud/db/user" } },
-      { secret_key = "password", remote_ref = { key = "/multicloud/db/password" } },
-    ]
+    data {
+      secret_key = "dburl"
+      remote_ref = { key = "/multicloud/db/url" }
+    }
+    data {
+      secret_key = "user"
+      remote_ref = { key = "/multicloud/db/user" }
+    }
+    data {
+      secret_key = "password"
+      remote_ref = { key = "/multicloud/db/password" }
+    }
   }
 }

@@ -52,11 +52,11 @@ resource "secretbridge_service_account" "app" {
 resource "secretbridge_cluster_secret_store" "gcp" {
   name = "gcp-secret-manager"
   spec {
-    provider = {
-      gcpsm = {
+    provider {
+      gcpsm {
         project_id = var.project
-        auth = {
-          workload_identity = {
+        auth {
+          workload_identity {
             cluster_location   = var.cluster_location
             cluster_name       = var.cluster_name
             cluster_project_id = var.project
@@ -80,14 +80,21 @@ resource "secretbridge_external_secret" "db" {
       name = secretbridge_cluster_secret_store.gcp.name
       kind = "ClusterSecretStore"
     }
-    target = {
+    target {
       name            = "multicloud-db-info"
       creation_policy = "Owner"
     }
-    data = [
-      { secret_key = "dburl", remote_ref = { key = "multicloud-db-url" } },
-      { secret_key = "user", remote_ref = { key = "multicloud-db-user" } },
-      { secret_key = "password", remote_ref = { key = "multicloud-db-password" } },
-    ]
+    data {
+      secret_key = "dburl"
+      remote_ref = { key = "multicloud-db-url" }
+    }
+    data {
+      secret_key = "user"
+      remote_ref = { key = "multicloud-db-user" }
+    }
+    data {
+      secret_key = "password"
+      remote_ref = { key = "multicloud-db-password" }
+    }
   }
 }

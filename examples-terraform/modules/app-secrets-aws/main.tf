@@ -39,12 +39,12 @@ resource "secretbridge_secret_store" "app" {
   namespace = var.namespace
   name      = "${var.app_name}-aws"
   spec {
-    provider = {
-      aws = {
+    provider {
+      aws {
         service = var.service
         region  = var.region
-        auth = {
-          jwt = {
+        auth {
+          jwt {
             # The name, not a reference: the role depends on the ExternalSecret.
             service_account_ref = { name = var.app_name }
           }
@@ -63,10 +63,16 @@ resource "secretbridge_external_secret" "app" {
       name = secretbridge_secret_store.app.name
       kind = "SecretStore"
     }
-    target = {
+    target {
       name            = local.secret_name
       creation_policy = "Owner"
     }
-    data = [for secret_key, remote_key in var.keys : { secret_key = secret_key, remote_ref = { key = remote_key } }]
+    dynamic "data" {
+      for_each = var.keys
+      content {
+        secret_key = data.key
+        remote_ref = { key = data.value }
+      }
+    }
   }
 }

@@ -45,12 +45,14 @@ resource "secretbridge_service_account" "app" {
 resource "secretbridge_cluster_secret_store" "app" {
   name = "${var.namespace}-${var.app_name}-gcp"
   spec {
-    conditions = [{ namespaces = [var.namespace] }]
-    provider = {
-      gcpsm = {
+    conditions {
+      namespaces = [var.namespace]
+    }
+    provider {
+      gcpsm {
         project_id = var.project
-        auth = {
-          workload_identity = {
+        auth {
+          workload_identity {
             cluster_location   = var.cluster_location
             cluster_name       = var.cluster_name
             cluster_project_id = var.project
@@ -74,10 +76,16 @@ resource "secretbridge_external_secret" "app" {
       name = secretbridge_cluster_secret_store.app.name
       kind = "ClusterSecretStore"
     }
-    target = {
+    target {
       name            = local.secret_name
       creation_policy = "Owner"
     }
-    data = [for secret_key, remote_key in var.keys : { secret_key = secret_key, remote_ref = { key = remote_key } }]
+    dynamic "data" {
+      for_each = var.keys
+      content {
+        secret_key = data.key
+        remote_ref = { key = data.value }
+      }
+    }
   }
 }

@@ -204,9 +204,12 @@ impl<R: Resource> Registered<R> {
         })
     }
 
-    fn untyped(&self, s: &R::State) -> Result<Value, Diagnostics> {
+    /// The state value of `s`; `reference` (the plan or the prior state)
+    /// decides whether a block holding only its default is left out.
+    fn untyped(&self, s: &R::State, reference: &Value) -> Result<Value, Diagnostics> {
         let mut v = self.schema.from_model(s).map_err(|e| Diagnostics::from(Diagnostic::from_error(&e)))?;
         null_write_only(&mut v, &self.schema.rules);
+        crate::plugin::schema::drop_default_blocks(&mut v, reference, &self.schema.rules);
         Ok(v)
     }
 }
@@ -291,7 +294,7 @@ impl<R: Resource> DynResource for Registered<R> {
                 let prior_typed = self.typed(&prior)?;
                 self.resource.update(&ctx, prior_typed, planned_typed).await?
             };
-            self.untyped(&new)
+            self.untyped(&new, &planned)
         })
     }
 
@@ -302,7 +305,7 @@ impl<R: Resource> DynResource for Registered<R> {
             }
             let typed = self.typed(&current)?;
             match self.resource.read(&ctx, typed).await? {
-                Some(s) => self.untyped(&s),
+                Some(s) => self.untyped(&s, &current),
                 None => Ok(Value::Null),
             }
         })
@@ -311,7 +314,7 @@ impl<R: Resource> DynResource for Registered<R> {
     fn import<'a>(&'a self, ctx: Arc<ProviderContext>, id: String) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
             let s = self.resource.import(&ctx, id).await?;
-            self.untyped(&s)
+            self.untyped(&s, &Value::Null)
         })
     }
 

@@ -82,6 +82,9 @@ pub struct AttrNode {
     pub json_name: String,
     /// Nested object attributes, with how they nest.
     pub nested: Option<(Nesting, RuleTree)>,
+    /// Rendered as a block: an absent list, set or map of blocks is empty,
+    /// never null, in Terraform's values.
+    pub block: bool,
 }
 
 /// Rules for every attribute of a block, by name.
@@ -177,7 +180,7 @@ pub fn generate_from_json(
     options: SchemaOptions,
 ) -> Result<GeneratedSchema, SchemaError> {
     let conv = Converter { type_name, root, options };
-    let (block, ty, rules) = conv.block(root, &mut Vec::new(), true)?;
+    let (block, ty, rules) = conv.block(root, &mut Vec::new(), true, false)?;
     Ok(GeneratedSchema { schema: Schema { version, block: Some(Block { version, ..block }) }, ty, rules })
 }
 
@@ -335,7 +338,7 @@ impl Converter<'_> {
     fn shape_type(&self, shape: &Shape, path: &mut Vec<String>) -> Result<Type, SchemaError> {
         Ok(match shape {
             Shape::Primitive(t) => t.clone(),
-            Shape::Object(schema) => self.block(schema, path, false)?.1,
+            Shape::Object(schema) => self.block(schema, path, false, true)?.1,
             Shape::Collection(n, inner) => {
                 let t = Box::new(self.shape_type(inner, path)?);
                 match n {
@@ -350,7 +353,7 @@ impl Converter<'_> {
 
     /// Converts an object schema into a block: attributes, nested blocks,
     /// its object type and its rules.
-    fn block(&self, schema: &J, path: &mut Vec<String>, top: bool) -> Result<(Block, Type, RuleTree), SchemaError> {
+    fn block(&self, schema: &J, path: &mut Vec<String>, top: bool, in_attribute: bool) -> Result<(Block, Type, RuleTree), SchemaError> {
         let schema = self.resolve(schema)?;
         let empty = Map::new();
         let props = schema.get("properties").and_then(J::as_object).unwrap_or(&empty);
@@ -414,9 +417,25 @@ impl Converter<'_> {
                 },
                 Shape::Primitive(_) => (None, Nesting::Single),
             };
-            match object_schema {
-                Some(obj_schema) if as_block => {
-                    let (inner_block, inner_ty, inner_rules) = self.block(&obj_schema, path, false)?;
+            // Inside a nested attribute everything stays an attribute.
+            let attribute_only = in_attribute;
+            let inner = match &object_schema {
+                Some(obj_schema) => Some(self.block(obj_schema, path, false, attribute_only)?),
+                None => None,
+            };
+            // Terraform 1.0.x crashes planning a nested attribute that the
+            // configuration leaves null (its nested attributes were
+            // experimental), so every object is a block except a required
+            // object of plain values (`secret_store_ref = { name = ... }`).
+            // A block has no default: an object default only tells reads
+            // which block to leave out (see `drop_default_blocks`).
+            let holds_objects = inner.as_ref().is_some_and(|(b, _, _)| !b.block_types.is_empty() || b.attributes.iter().any(|a| a.nested_type.is_some()));
+            let as_block = !in_attribute && (as_block || (object_schema.is_some() && (!r.required || holds_objects)));
+            if as_block && object_schema.is_some() {
+                r.computed = false;
+            }
+            match inner {
+                Some((inner_block, inner_ty, inner_rules)) if as_block => {
                     let (mode, ty) = match nesting {
                         Nesting::Single => (nested_block::NestingMode::Single, inner_ty),
                         Nesting::List => (nested_block::NestingMode::List, Type::List(Box::new(inner_ty))),
@@ -433,10 +452,9 @@ impl Converter<'_> {
                         max_items: i64::from(r.required && nesting == Nesting::Single),
                     });
                     types.insert(name.clone(), ty);
-                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)) });
+                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)), block: true });
                 }
-                Some(obj_schema) => {
-                    let (inner_block, inner_ty, inner_rules) = self.block(&obj_schema, path, false)?;
+                Some((inner_block, inner_ty, inner_rules)) => {
                     if !inner_block.block_types.is_empty() {
                         return Err(self.unsupported(path, "a block inside a nested attribute"));
                     }
@@ -462,7 +480,7 @@ impl Converter<'_> {
                         write_only: r.write_only,
                     });
                     types.insert(name.clone(), ty);
-                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)) });
+                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)), block: false });
                 }
                 None => {
                     let ty = self.shape_type(&shape, path)?;
@@ -480,7 +498,7 @@ impl Converter<'_> {
                         write_only: r.write_only,
                     });
                     types.insert(name.clone(), ty);
-                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: None });
+                    rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: None, block: false });
                 }
             }
             path.pop();
@@ -529,6 +547,9 @@ pub fn value_to_model_json(v: &super::value::Value, tree: &RuleTree) -> J {
             continue;
         };
         let json = match (&node.nested, value) {
+            // No blocks is how Terraform says "absent" for repeated blocks.
+            (Some((_, _)), Value::List(items)) if node.block && items.is_empty() => continue,
+            (Some((Nesting::Map, _)), Value::Map(items)) if node.block && items.is_empty() => continue,
             (Some((Nesting::Single, inner)), v) => value_to_model_json(v, inner),
             (Some((_, inner)), Value::List(items)) => J::Array(items.iter().map(|i| value_to_model_json(i, inner)).collect()),
             (Some((_, inner)), Value::Map(m)) => J::Object(m.iter().map(|(k, i)| (k.clone(), value_to_model_json(i, inner))).collect()),
@@ -537,6 +558,38 @@ pub fn value_to_model_json(v: &super::value::Value, tree: &RuleTree) -> J {
         out.insert(node.json_name.clone(), json);
     }
     J::Object(out)
+}
+
+/// Leaves out single blocks that `reference` (the plan, or the prior
+/// state) does not have and that hold exactly their object default: the
+/// model always carries such an object, while the configuration that left
+/// the block out must read back without it.
+pub fn drop_default_blocks(v: &mut super::value::Value, reference: &super::value::Value, tree: &RuleTree) {
+    use super::value::Value;
+    let Value::Map(entries) = v else { return };
+    for (name, node) in &tree.attrs {
+        let Some((Nesting::Single, inner)) = &node.nested else { continue };
+        let Some(slot) = entries.get_mut(name) else { continue };
+        if slot.is_null() {
+            continue;
+        }
+        let theirs = reference.attr(name);
+        match &node.rules.default {
+            Some(default) if node.block && theirs.is_null() => {
+                if value_to_model_json(slot, inner) == strip_nulls(default) {
+                    *slot = Value::Null;
+                }
+            }
+            _ => drop_default_blocks(slot, theirs, inner),
+        }
+    }
+}
+
+fn strip_nulls(json: &J) -> J {
+    match json {
+        J::Object(m) => J::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), strip_nulls(v))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Converts the Rust model's JSON to a Terraform value of type `ty`
@@ -552,6 +605,8 @@ pub fn model_json_to_value(json: &J, ty: &Type, tree: &RuleTree) -> Result<super
         };
         let prop = props.get(&node.json_name).unwrap_or(&J::Null);
         let v = match (&node.nested, prop, aty) {
+            (Some((Nesting::List | Nesting::Set, _)), J::Null, _) if node.block => Value::List(Vec::new()),
+            (Some((Nesting::Map, _)), J::Null, _) if node.block => Value::Map(BTreeMap::new()),
             (_, J::Null, _) => Value::Null,
             (Some((Nesting::Single, inner)), p, t) => model_json_to_value(p, t, inner)?,
             (Some((_, inner)), J::Array(items), Type::List(et) | Type::Set(et)) => {
@@ -763,18 +818,16 @@ mod tests {
         assert_eq!(attr(b, "labels").r#type, br#"["map","string"]"#);
         assert_eq!(attr(b, "ports").r#type, br#"["list","number"]"#);
 
-        let target = attr(b, "target");
-        assert!(target.r#type.is_empty(), "nested attributes carry no type");
-        let nested = target.nested_type.as_ref().unwrap();
-        assert_eq!(nested.nesting, object::NestingMode::Single as i32);
-        assert_eq!(nested.attributes.len(), 2);
+        // A required list of plain objects stays a nested attribute.
         let rules = attr(b, "rules");
-        assert!(rules.required);
-        assert_eq!(rules.nested_type.as_ref().unwrap().nesting, object::NestingMode::List as i32);
+        assert!(rules.required && rules.r#type.is_empty(), "nested attributes carry no type");
+        let nested = rules.nested_type.as_ref().unwrap();
+        assert_eq!(nested.nesting, object::NestingMode::List as i32);
+        assert_eq!(nested.attributes.len(), 2);
 
-        assert_eq!(b.block_types.len(), 1);
-        assert_eq!(b.block_types[0].type_name, "settings");
-        assert_eq!(b.block_types[0].nesting, nested_block::NestingMode::Single as i32);
+        // Optional objects are blocks, marked or not.
+        let blocks: Vec<(&str, i32)> = b.block_types.iter().map(|b| (b.type_name.as_str(), b.nesting)).collect();
+        assert_eq!(blocks, [("settings", nested_block::NestingMode::Single as i32), ("target", nested_block::NestingMode::Single as i32)]);
 
         let r = &g.rules.attrs["object_name"].rules;
         assert!(r.requires_replace);
@@ -817,7 +870,8 @@ mod tests {
         let g = generate::<CamelModel>(0, SchemaOptions::default()).unwrap();
         let b = g.schema.block.as_ref().unwrap();
         let names: Vec<&str> = b.attributes.iter().map(|a| a.name.as_str()).collect();
-        assert_eq!(names, ["match_items", "project_id", "service_account_ref"]);
+        assert_eq!(names, ["project_id", "service_account_ref"]);
+        assert_eq!(b.block_types[0].type_name, "match_items", "an optional list of objects is a block");
         let model = CamelModel {
             service_account_ref: CamelRef { account_name: "a".into() },
             match_items: vec![CamelRef { account_name: "b".into() }],
@@ -846,5 +900,81 @@ mod tests {
         let names: Vec<&str> = b.block_types.iter().map(|b| b.type_name.as_str()).collect();
         assert_eq!(names, ["rules", "settings", "target"]);
         assert_eq!(b.block_types[0].nesting, nested_block::NestingMode::List as i32);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod block_tests {
+    use super::*;
+    use crate::plugin::value::Value;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, JsonSchema, Default, PartialEq, Debug)]
+    #[serde(rename_all = "camelCase")]
+    struct Policy {
+        /// Who owns it.
+        #[serde(default = "owner")]
+        owned_by: String,
+    }
+
+    fn owner() -> String {
+        "Owner".into()
+    }
+
+    #[derive(Serialize, Deserialize, JsonSchema, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Leaf {
+        /// A name.
+        name: String,
+    }
+
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    struct Res {
+        /// Required, plain values only: stays a nested attribute.
+        store_ref: Leaf,
+        /// Optional: a block, so Terraform 1.0.x never sees it null as an attribute.
+        extra: Option<Leaf>,
+        /// Defaulted object: a block whose default reads as absent.
+        #[serde(default = "default_policy")]
+        policy: Policy,
+    }
+
+    fn default_policy() -> Policy {
+        Policy { owned_by: owner() }
+    }
+
+    #[test]
+    fn optional_objects_become_blocks_and_required_plain_objects_stay_attributes() {
+        let g = generate::<Res>(0, SchemaOptions::default()).unwrap();
+        let b = g.schema.block.as_ref().unwrap();
+        let blocks: Vec<&str> = b.block_types.iter().map(|b| b.type_name.as_str()).collect();
+        assert_eq!(blocks, ["extra", "policy"]);
+        let store_ref = b.attributes.iter().find(|a| a.name == "store_ref").unwrap();
+        assert!(store_ref.nested_type.is_some() && store_ref.required);
+        assert!(!g.rules.attrs["policy"].rules.computed, "a block cannot be computed");
+    }
+
+    #[test]
+    fn a_block_holding_only_its_default_reads_back_absent_unless_planned() {
+        let g = generate::<Res>(0, SchemaOptions::default()).unwrap();
+        let model = Res { store_ref: Leaf { name: "a".into() }, extra: None, policy: default_policy() };
+        let reference_without = g.from_model(&Res { policy: default_policy(), extra: None, store_ref: Leaf { name: "a".into() } }).unwrap();
+        let mut without = reference_without.clone();
+        if let Value::Map(m) = &mut without {
+            m.insert("policy".into(), Value::Null);
+        }
+        let mut v = g.from_model(&model).unwrap();
+        drop_default_blocks(&mut v, &without, &g.rules);
+        assert!(v.attr("policy").is_null(), "left out of the configuration: stays out");
+        let mut v = g.from_model(&model).unwrap();
+        drop_default_blocks(&mut v, &reference_without, &g.rules);
+        assert!(!v.attr("policy").is_null(), "written in the configuration: stays in");
+        let changed = Res { policy: Policy { owned_by: "Orphan".into() }, ..model };
+        let mut v = g.from_model(&changed).unwrap();
+        drop_default_blocks(&mut v, &without, &g.rules);
+        assert!(!v.attr("policy").is_null(), "a changed value is drift, shown");
     }
 }

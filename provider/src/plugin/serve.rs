@@ -113,7 +113,27 @@ pub async fn serve_from_env(provider: ProviderServer) -> Result<(), ServeError> 
     drop(stdout);
 
     ignore_interrupts();
+    exit_when_orphaned();
     serve(listener, tls, provider).await
+}
+
+/// A Terraform that crashes never calls Shutdown, and a provider left
+/// running keeps the pipes of whoever started Terraform open (a CI job or a
+/// wrapper waits on them forever). Once the process is re-parented, the
+/// Terraform that started it is gone: exit.
+fn exit_when_orphaned() {
+    #[cfg(unix)]
+    tokio::spawn(async {
+        let parent = std::os::unix::process::parent_id();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if std::os::unix::process::parent_id() != parent {
+                eprintln!("secretbridge provider: Terraform (pid {parent}) exited without stopping the provider; exiting");
+                std::process::exit(1);
+            }
+        }
+    });
 }
 
 /// The go-plugin handshake line.

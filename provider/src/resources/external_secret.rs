@@ -114,8 +114,8 @@ impl Resource for ExternalSecretResourceType {
         _prior: Option<&ExternalSecretResource>,
         planned: &mut PlannedState<'_, ExternalSecretResource>,
     ) -> Diagnostics {
-        // A `target` left out of the configuration is planned as its default
-        // object; its own defaults (creation and deletion policy) come from the model.
+        // The defaults inside a `target` block (creation and deletion policy)
+        // come from the model; a `target` left out stays out of the plan.
         let mut diags = match planned.fill_defaults_from_model() {
             Ok(()) => Diagnostics::default(),
             Err(d) => return d,

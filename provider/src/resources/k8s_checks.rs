@@ -61,7 +61,7 @@ const ORDER_HINT: &str = "Terraform plans a resource after another only when its
 
 /// A cluster lookup that failed: the check ran on the plan only.
 fn lookup_warning(what: &str, e: &Diagnostics) -> Diagnostic {
-    let detail: Vec<String> = e.0.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect();
+    let detail: Vec<String> = e.0.iter().map(|d| format!("{}: {}", d.summary, d.detail.trim_end_matches('.'))).collect();
     Diagnostic::warning(
         format!("Could not look up {what} in the cluster"),
         format!("{}. The namespace checks used this plan only; they run again at apply.", detail.join("; ")),

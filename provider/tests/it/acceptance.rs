@@ -114,7 +114,7 @@ fn object_config(name: &str, content: &str) -> String {
   labels  = {{
     team = "platform"
   }}
-  owner = {{
+  owner {{
     team = "core"
   }}
 }}

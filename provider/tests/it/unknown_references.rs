@@ -10,15 +10,13 @@ use crate::acceptance::Workdir;
 const APPLY: &[&str] = &["apply", "-auto-approve", "-no-color", "-input=false"];
 
 /// `a` is plain; `b`'s required `name` (requires-replace) comes from `a.id`
-/// and its required `content` (in place) from `a.revision`. `owner` is set
-/// because Terraform 1.0.3 crashes planning an update of a null nested
-/// attribute (its nested attributes were experimental), as in acceptance.rs.
+/// and its required `content` (in place) from `a.revision`.
 fn wired_config(a_name: &str, a_content: &str) -> String {
     format!(
         r#"resource "secretbridge_test_object" "a" {{
   name    = "{a_name}"
   content = "{a_content}"
-  owner = {{
+  owner {{
     team = "core"
   }}
 }}
@@ -26,7 +24,7 @@ fn wired_config(a_name: &str, a_content: &str) -> String {
 resource "secretbridge_test_object" "b" {{
   name    = "${{secretbridge_test_object.a.id}}-b"
   content = "rev-${{secretbridge_test_object.a.revision}}"
-  owner = {{
+  owner {{
     team = "core"
   }}
 }}

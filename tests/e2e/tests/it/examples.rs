@@ -78,7 +78,6 @@ async fn gke_autopilot_secret_manager_example_applies_replans_empty_and_syncs() 
 
 /// The oldest supported CLI runs the modules (through `local/`) too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "terraform 1.0.3 crashes (Go panic in internal/terraform/node_resource_plan_instance.go while planning examples-terraform/local); likely the 1.0.x nested-attribute crash noted in provider/tests/it/unknown_references.rs; the same example passes on 1.15.5 (demo test)"]
 async fn local_example_applies_and_replans_empty_on_terraform_1_0_3() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     seed_clouds(&stack).await.expect("seed");
