@@ -84,3 +84,35 @@ async fn handshake_line_then_grpc_then_controller_shutdown() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A Terraform that dies without calling Shutdown must not leave the
+/// provider running (and holding the pipes of whoever started Terraform):
+/// a shell stands in for Terraform, starts the provider and exits.
+#[test]
+fn exits_when_terraform_dies_without_stopping_it() {
+    let script = format!("'{BIN}' > /dev/null 2>&1 & echo $!; sleep 1");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .output()
+        .expect("run sh");
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("provider pid");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    // Generous: the provider checks its parent every second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proc_dir.exists() && Instant::now() < deadline {
+        // A zombie (exited, not yet reaped by init) counts as gone.
+        if std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let alive = proc_dir.exists() && !std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"));
+    if alive {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    assert!(!alive, "the orphaned provider (pid {pid}) kept running");
+}
