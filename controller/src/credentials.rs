@@ -10,6 +10,7 @@ use crate::backend::fetch::{CoalescedGcpSecrets, CoalescedSecrets, StoreClient};
 use crate::backend::gcp::{GcpEndpoints, GcpRestSecrets};
 use crate::backend::http::JsonClient;
 use crate::backend::metrics::CallMetrics;
+use crate::backend::retry::RetryPolicy;
 use crate::backend::CallError;
 use crate::reconcile::{BackendFactory, CredentialError, ResolvedStore};
 use futures::future::BoxFuture;
@@ -136,7 +137,7 @@ impl RealBackends {
             renew_at = Some(renew_instant(expiry));
             credentials = Some(current);
         } else if let Some(role) = &aws.role {
-            let base = self.aws.config(&aws.region, None).await;
+            let base = self.aws.config(&aws.region, None, None).await;
             let provider = base.credentials_provider().ok_or_else(|| Self::permanent(store, "default credentials", "no default AWS credentials are configured".to_string()))?;
             let own = aws_sdk_ssm::config::ProvideCredentials::provide_credentials(&provider)
                 .await
@@ -147,7 +148,10 @@ impl RealBackends {
             renew_at = Some(renew_instant(expiry));
             credentials = Some(current);
         }
-        let config = self.aws.config(&aws.region, credentials).await;
+        // Only the data clients follow the store's retrySettings (as in ESO);
+        // the STS exchanges above keep the SDK's default.
+        let retry = store.retry.map(|policy| policy.aws_retry_config());
+        let config = self.aws.config(&aws.region, credentials, retry).await;
         let prefix = aws.prefix.clone().unwrap_or_default();
         let client = match aws.service {
             AwsService::ParameterStore => StoreClient::ParameterStore {
@@ -231,7 +235,12 @@ impl RealBackends {
             project,
             location: gcp.location.clone(),
             secrets: Arc::new(CoalescedGcpSecrets::new(
-                Arc::new(GcpRestSecrets { http: self.http.clone(), base: self.gcp.secret_manager.clone(), access_token }),
+                Arc::new(GcpRestSecrets {
+                    http: self.http.clone(),
+                    base: self.gcp.secret_manager.clone(),
+                    access_token,
+                    retry: store.retry.unwrap_or(RetryPolicy::UNSET),
+                }),
                 self.metrics.clone(),
             )),
         };
@@ -267,9 +276,11 @@ fn renew_instant(expiry: Option<SystemTime>) -> Instant {
     Instant::now() + lifetime.saturating_sub(margin)
 }
 
+/// Clients are built with the store's retry policy, so a change of
+/// `retrySettings` must not find the client built for the old one.
 fn cache_key(store: &ResolvedStore) -> String {
     let provider = serde_json::to_string(&store.provider).unwrap_or_default();
-    format!("{:?}/{}/{:?}/{provider}", store.kind, store.name, store.service_account)
+    format!("{:?}/{}/{:?}/{provider}/{:?}", store.kind, store.name, store.service_account, store.retry)
 }
 
 impl BackendFactory for RealBackends {
@@ -303,6 +314,22 @@ mod tests {
     fn session_names_are_valid() {
         assert_eq!(session_name("team", "app"), "secretbridge-team-app");
         assert!(session_name("a", &"x".repeat(100)).len() <= 64);
+    }
+
+    #[test]
+    fn stores_differing_only_in_retry_settings_do_not_share_a_client() {
+        let provider: StoreProvider = serde_json::from_value(json!({"aws": {"service": "ParameterStore", "region": "eu-west-1"}})).expect("provider parses");
+        let store = |retry| ResolvedStore {
+            kind: secretbridge_shared::StoreKind::SecretStore,
+            name: "ssm".into(),
+            provider: provider.clone(),
+            service_account: Some(("team".into(), "app".into())),
+            retry,
+        };
+        let policy = |max_retries| Some(RetryPolicy { max_retries, interval: Duration::from_millis(100) });
+        assert_eq!(cache_key(&store(policy(3))), cache_key(&store(policy(3))));
+        assert_ne!(cache_key(&store(policy(3))), cache_key(&store(policy(0))));
+        assert_ne!(cache_key(&store(policy(3))), cache_key(&store(None)), "the SDK default is a policy of its own");
     }
 
     #[test]

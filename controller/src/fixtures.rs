@@ -640,6 +640,75 @@ async fn malformed_refresh_interval_is_reported_naming_the_field() {
 }
 
 #[tokio::test]
+async fn malformed_store_retry_settings_are_reported_naming_the_field() {
+    let cases = [
+        (json!({"maxRetries": 2, "retryInterval": "soon"}), "spec.retrySettings.retryInterval"),
+        (json!({"maxRetries": -1}), "spec.retrySettings.maxRetries"),
+    ];
+    for (retry_settings, field) in cases {
+        let backends = FakeBackends::new();
+        seed_values(&backends);
+        let mut store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+        store["spec"]["retrySettings"] = retry_settings;
+        let script = vec![
+            expect(Method::GET, STORE_PATH, Reply::Json(store)),
+            expect(Method::POST, EVENTS_PATH, Reply::Echo),
+            expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+        ];
+        let (result, seen) = run(seed_external_secret(), backends.clone(), script).await;
+        let next = result.expect("permanent error recorded, not a transient backoff");
+        assert!(next.is_some_and(|d| d >= Duration::from_secs(3600)), "waits for a store change or the refresh interval: {next:?}");
+        let (status, _, message) = ready(&seen[2]);
+        assert_eq!(status, "False");
+        assert!(message.contains(field) && message.contains("\"aws-parameter-store\""), "{field}: {message}");
+        assert_eq!(seen[1].body["reason"], "InvalidRetrySettings");
+        assert!(backends.seen_stores.lock().map(|s| s.is_empty()).unwrap_or(false), "no client for a store that cannot be used");
+        assert_eq!(backends.parameters.calls(), 0);
+    }
+}
+
+#[tokio::test]
+async fn the_stores_retry_settings_reach_the_backend_factory() {
+    let backends = FakeBackends::new();
+    seed_values(&backends);
+    let mut store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    store["spec"]["retrySettings"] = json!({"maxRetries": 7, "retryInterval": "250ms"});
+    let es = seed_external_secret();
+    let script = vec![
+        expect(Method::GET, STORE_PATH, Reply::Json(store)),
+        expect(Method::GET, SECRET_PATH, Reply::Error(404)),
+        expect(Method::PATCH, SECRET_PATH, Reply::Echo),
+        expect(Method::POST, EVENTS_PATH, Reply::Echo),
+        expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+    ];
+    let (result, _) = run(es, backends.clone(), script).await;
+    result.expect("synced");
+    let seen = backends.seen_stores.lock().map(|s| s.clone()).unwrap_or_default();
+    let expected = crate::backend::retry::RetryPolicy { max_retries: 7, interval: Duration::from_millis(250) };
+    assert_eq!(seen.iter().map(|s| s.retry).collect::<Vec<_>>(), vec![Some(expected)]);
+}
+
+#[tokio::test]
+async fn store_with_malformed_retry_settings_is_not_ready_and_gets_no_credentials() {
+    let backends = FakeBackends::new();
+    let mut store = seed_store();
+    store.spec.retry_settings = Some(secretbridge_shared::RetrySettings { max_retries: Some(1), retry_interval: Some("1d".into()) });
+    let condition = crate::store_status::validate(StoreKind::SecretStore, "aws-parameter-store", Some(NS), store.spec.view(), backends.as_ref()).await;
+    assert_eq!(condition.status, secretbridge_shared::ConditionStatus::False);
+    assert_eq!(condition.reason.as_deref(), Some(secretbridge_shared::condition::reason::INVALID_PROVIDER_CONFIG));
+    let message = condition.message.unwrap_or_default();
+    assert!(message.contains("spec.retrySettings.retryInterval") && message.contains("24h"), "names the field and the fix: {message}");
+    assert!(backends.seen_stores.lock().map(|s| s.is_empty()).unwrap_or(false), "no credentials for an unusable store");
+
+    store.spec.retry_settings = Some(secretbridge_shared::RetrySettings { max_retries: Some(0), retry_interval: Some("2s".into()) });
+    let condition = crate::store_status::validate(StoreKind::SecretStore, "aws-parameter-store", Some(NS), store.spec.view(), backends.as_ref()).await;
+    assert_eq!(condition.status, secretbridge_shared::ConditionStatus::True, "{condition:?}");
+    let seen = backends.seen_stores.lock().map(|s| s.clone()).unwrap_or_default();
+    let expected = crate::backend::retry::RetryPolicy { max_retries: 0, interval: Duration::from_secs(2) };
+    assert_eq!(seen.iter().map(|s| s.retry).collect::<Vec<_>>(), vec![Some(expected)], "validation builds the client the syncs will use");
+}
+
+#[tokio::test]
 async fn property_of_a_non_json_value_and_a_bad_template_are_reported_naming_the_field() {
     let backends = FakeBackends::new();
     seed_values(&backends);

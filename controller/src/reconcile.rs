@@ -10,6 +10,7 @@
 //! change or the refresh interval.
 
 use crate::backend::fetch::{FetchError, Fetched, StoreClient, fetch_external_secret};
+use crate::backend::retry::{RetryPolicy, RetrySettingsError};
 use crate::desired::{self, BuildError};
 use crate::resolve::{self, ResolveError};
 use crate::schedule::{self, SyncCause};
@@ -42,6 +43,8 @@ pub struct ResolvedStore {
     pub provider: StoreProvider,
     /// `(namespace, name)` of the ServiceAccount to authenticate as, if any.
     pub service_account: Option<(String, String)>,
+    /// The store's `retrySettings`, parsed; `None` keeps each backend's default.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// Turns a resolved store into a ready backend client, obtaining (and
@@ -181,6 +184,16 @@ pub enum ReconcileError {
     /// The store may not be used from this namespace.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// The store's `retrySettings` are unusable.
+    #[error("{kind:?} {name:?} has invalid retrySettings; fix the store")]
+    RetrySettings {
+        /// Store kind.
+        kind: StoreKind,
+        /// Store name.
+        name: String,
+        /// Which field, and why.
+        source: RetrySettingsError,
+    },
     /// `refreshInterval` does not parse.
     #[error("spec.refreshInterval is invalid: {0}")]
     RefreshInterval(#[from] secretbridge_shared::duration::DurationError),
@@ -255,6 +268,7 @@ impl ReconcileError {
             ReconcileError::StoreNotFound { .. } => "StoreNotFound",
             ReconcileError::ReadNamespace { .. } => "ReadNamespaceFailed",
             ReconcileError::Resolve(error) => error.reason(),
+            ReconcileError::RetrySettings { .. } => "InvalidRetrySettings",
             ReconcileError::RefreshInterval(_) => "InvalidRefreshInterval",
             ReconcileError::ReadSecret { .. } => "ReadSecretFailed",
             ReconcileError::MergeTargetMissing { .. } => "MergeTargetMissing",
@@ -294,6 +308,7 @@ impl ReconcileError {
             | ReconcileError::WriteSecret { source, .. }
             | ReconcileError::DeleteSecret { source, .. }
             | ReconcileError::WriteStatus { source, .. } => format!("{self}: {source}"),
+            ReconcileError::RetrySettings { source, .. } => format!("{self}: {source}"),
             ReconcileError::Build(BuildError::Template(error)) => error.to_string(),
             other => other.to_string(),
         }
@@ -620,13 +635,13 @@ async fn resolve_store(es: &ExternalSecret, namespace: &str, ctx: &Context) -> R
     let name = reference.name.clone();
     let read_error = |source| ReconcileError::ReadStore { kind: reference.kind, name: name.clone(), source };
     let missing = || ReconcileError::StoreNotFound { kind: reference.kind, name: name.clone() };
-    let (provider, store_namespace) = match reference.kind {
+    let (provider, retry_settings, store_namespace) = match reference.kind {
         StoreKind::SecretStore => {
             let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), namespace);
             let store = api.get_opt(&name).await.map_err(read_error)?.ok_or_else(missing)?;
             let store_namespace = store.namespace().unwrap_or_else(|| namespace.to_string());
             resolve::check_secret_store_namespace(&name, &store_namespace, namespace)?;
-            (store.spec.provider, Some(store_namespace))
+            (store.spec.provider, store.spec.retry_settings, Some(store_namespace))
         }
         StoreKind::ClusterSecretStore => {
             let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
@@ -641,7 +656,7 @@ async fn resolve_store(es: &ExternalSecret, namespace: &str, ctx: &Context) -> R
                     .unwrap_or_default();
                 resolve::check_cluster_store_admits(&name, &store.spec.conditions, namespace, &labels)?;
             }
-            (store.spec.provider, None)
+            (store.spec.provider, store.spec.retry_settings, None)
         }
     };
     let service_account = match provider.service_account_ref() {
@@ -651,7 +666,9 @@ async fn resolve_store(es: &ExternalSecret, namespace: &str, ctx: &Context) -> R
         }
         None => None,
     };
-    Ok(ResolvedStore { kind: reference.kind, name, provider, service_account })
+    let retry = RetryPolicy::from_settings(retry_settings.as_ref())
+        .map_err(|source| ReconcileError::RetrySettings { kind: reference.kind, name: name.clone(), source })?;
+    Ok(ResolvedStore { kind: reference.kind, name, provider, service_account, retry })
 }
 
 #[cfg(test)]

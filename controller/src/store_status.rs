@@ -1,6 +1,7 @@
 //! The `Ready` condition of SecretStores and ClusterSecretStores: set once
 //! the config is valid and credentials were obtained for it.
 
+use crate::backend::retry::RetryPolicy;
 use crate::reconcile::{BackendFactory, ResolvedStore, merge_condition};
 use crate::resolve;
 use jiff::Timestamp;
@@ -8,6 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
 use secretbridge_shared::condition::reason;
+use secretbridge_shared::store::StoreView;
 use secretbridge_shared::{ClusterSecretStore, Condition, ConditionStatus, SecretStore, SecretStoreStatus, StoreKind, StoreProvider};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +43,12 @@ pub enum StoreError {
 /// Validates a store and decides its `Ready` condition. A ClusterSecretStore
 /// whose ServiceAccount has no namespace is validated without credentials:
 /// the namespace comes from each ExternalSecret.
-pub async fn validate(kind: StoreKind, name: &str, namespace: Option<&str>, provider: &StoreProvider, backends: &dyn BackendFactory) -> Condition {
+pub async fn validate(kind: StoreKind, name: &str, namespace: Option<&str>, spec: StoreView<'_>, backends: &dyn BackendFactory) -> Condition {
+    let provider = spec.provider;
+    let retry = match RetryPolicy::from_settings(spec.retry_settings) {
+        Ok(retry) => retry,
+        Err(error) => return Condition::ready(ConditionStatus::False, reason::INVALID_PROVIDER_CONFIG, error.to_string()),
+    };
     if let StoreProvider::Gcpsm(gcp) = provider
         && gcp.project_id.as_deref().is_none_or(str::is_empty)
     {
@@ -59,7 +66,7 @@ pub async fn validate(kind: StoreKind, name: &str, namespace: Option<&str>, prov
             },
         },
     };
-    let store = ResolvedStore { kind, name: name.to_string(), provider: provider.clone(), service_account };
+    let store = ResolvedStore { kind, name: name.to_string(), provider: provider.clone(), service_account, retry };
     match backends.client_for(&store).await {
         Ok(_) => Condition::ready(ConditionStatus::True, reason::STORE_VALID, "config is valid and credentials were obtained"),
         Err(error) => Condition::ready(ConditionStatus::False, reason::VALIDATION_FAILED, error.to_string()),
@@ -83,7 +90,7 @@ fn status_with(previous: Option<&SecretStoreStatus>, condition: Condition) -> Op
 pub async fn reconcile_secret_store(store: Arc<SecretStore>, ctx: Arc<StoreContext>) -> Result<Action, StoreError> {
     let name = store.name_any();
     let namespace = store.namespace().unwrap_or_default();
-    let condition = validate(StoreKind::SecretStore, &name, Some(&namespace), &store.spec.provider, ctx.backends.as_ref()).await;
+    let condition = validate(StoreKind::SecretStore, &name, Some(&namespace), store.spec.view(), ctx.backends.as_ref()).await;
     if let Some(status) = status_with(store.status.as_ref(), condition) {
         let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&serde_json::json!({ "status": status })))
@@ -96,7 +103,7 @@ pub async fn reconcile_secret_store(store: Arc<SecretStore>, ctx: Arc<StoreConte
 /// Reconciles a ClusterSecretStore's `Ready` condition.
 pub async fn reconcile_cluster_store(store: Arc<ClusterSecretStore>, ctx: Arc<StoreContext>) -> Result<Action, StoreError> {
     let name = store.name_any();
-    let condition = validate(StoreKind::ClusterSecretStore, &name, None, &store.spec.provider, ctx.backends.as_ref()).await;
+    let condition = validate(StoreKind::ClusterSecretStore, &name, None, store.spec.view(), ctx.backends.as_ref()).await;
     if let Some(status) = status_with(store.status.as_ref(), condition) {
         let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&serde_json::json!({ "status": status })))

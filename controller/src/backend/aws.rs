@@ -3,6 +3,7 @@
 
 use super::{CallError, CallErrorKind, ParameterBatch, ParameterSource, SecretSource, SecretVersion};
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
 use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider, SharedHttpClient};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
@@ -29,7 +30,7 @@ impl AwsSettings {
         }
     }
 
-    fn base(&self, region: &str, credentials: Option<Credentials>) -> SdkConfig {
+    fn base(&self, region: &str, credentials: Option<Credentials>, retry: Option<RetryConfig>) -> SdkConfig {
         let mut builder = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
@@ -40,20 +41,27 @@ impl AwsSettings {
         if let Some(credentials) = credentials {
             builder = builder.credentials_provider(SharedCredentialsProvider::new(credentials));
         }
+        if let Some(retry) = retry {
+            builder = builder.retry_config(retry);
+        }
         builder.build()
     }
 
     /// The SDK config for a region with the given credentials, or the
-    /// controller's default chain (IRSA on EKS) when `None`.
-    pub async fn config(&self, region: &str, credentials: Option<Credentials>) -> SdkConfig {
+    /// controller's default chain (IRSA on EKS) when `None`; `retry` is the
+    /// store's retry strategy (`None`: the SDK's default).
+    pub async fn config(&self, region: &str, credentials: Option<Credentials>, retry: Option<RetryConfig>) -> SdkConfig {
         match credentials {
-            Some(credentials) => self.base(region, Some(credentials)),
+            Some(credentials) => self.base(region, Some(credentials), retry),
             None => {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .region(Region::new(region.to_string()))
                     .http_client(self.http.clone());
                 if let Some(endpoint) = &self.endpoint {
                     loader = loader.endpoint_url(endpoint.clone());
+                }
+                if let Some(retry) = retry {
+                    loader = loader.retry_config(retry);
                 }
                 loader.load().await
             }
@@ -62,7 +70,7 @@ impl AwsSettings {
 
     /// `AssumeRoleWithWebIdentity` (unsigned), returning the credentials and their expiry.
     pub async fn assume_role_with_web_identity(&self, region: &str, role_arn: &str, session: &str, token: &str) -> Result<(Credentials, Option<SystemTime>), CallError> {
-        let sts = aws_sdk_sts::Client::new(&self.base(region, None));
+        let sts = aws_sdk_sts::Client::new(&self.base(region, None, None));
         let answer = sts
             .assume_role_with_web_identity()
             .role_arn(role_arn)
@@ -76,7 +84,7 @@ impl AwsSettings {
 
     /// `AssumeRole` with existing credentials (the store's `role`).
     pub async fn assume_role(&self, region: &str, credentials: Credentials, role_arn: &str, session: &str) -> Result<(Credentials, Option<SystemTime>), CallError> {
-        let sts = aws_sdk_sts::Client::new(&self.base(region, Some(credentials)));
+        let sts = aws_sdk_sts::Client::new(&self.base(region, Some(credentials), None));
         let answer = sts
             .assume_role()
             .role_arn(role_arn)

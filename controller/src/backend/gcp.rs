@@ -1,6 +1,8 @@
-//! GCP Secret Manager over REST: `GET v1/{name}:access` with a bearer token.
+//! GCP Secret Manager over REST: `GET v1/{name}:access` with a bearer token,
+//! retried as the store's `retrySettings` say.
 
 use super::http::JsonClient;
+use super::retry::RetryPolicy;
 use super::{CallError, CallErrorKind, GcpSecretSource};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -49,13 +51,18 @@ pub struct GcpRestSecrets {
     pub base: String,
     /// OAuth access token.
     pub access_token: String,
+    /// How throttled (429), failed (5xx) and unreachable reads are retried.
+    pub retry: RetryPolicy,
 }
 
 impl GcpSecretSource for GcpRestSecrets {
     fn access_secret_version<'a>(&'a self, version_name: &'a str) -> BoxFuture<'a, Result<Vec<u8>, CallError>> {
         Box::pin(async move {
             let url = format!("{}/v1/{version_name}:access", self.base);
-            let answer = self.http.send(Method::GET, &url, Some(&self.access_token), None).await?;
+            let answer = self
+                .retry
+                .run(|| self.http.send(Method::GET, &url, Some(&self.access_token), None))
+                .await?;
             let encoded = answer["payload"]["data"].as_str().unwrap_or_default();
             STANDARD
                 .decode(encoded)

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod gcp;
 pub mod http;
 pub mod metrics;
+pub mod retry;
 
 use futures::future::BoxFuture;
 use std::collections::HashMap;

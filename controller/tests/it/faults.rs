@@ -10,39 +10,67 @@ use std::time::Duration;
 
 /// A namespace with an SSM SecretStore `ssm` whose role may read `/NS/*`.
 async fn ssm_namespace(stack: &Stack, prefix: &str) -> String {
+    ssm_namespace_with(stack, prefix, &serde_json::Value::Null).await
+}
+
+/// [`ssm_namespace`] with the store's `retrySettings` (none when null).
+async fn ssm_namespace_with(stack: &Stack, prefix: &str, retry_settings: &serde_json::Value) -> String {
     let ns = stack.create_namespace(prefix).await.unwrap();
     stack.create_oidc_provider().await.unwrap();
     let pattern = format!("arn:aws:ssm:{}:{}:parameter/{ns}/*", stack.aws_region(), secretbridge_stack::AWS_ACCOUNT);
     let role = stack.create_irsa_role(&ns, &ns, "app", &[&pattern], &[]).await.unwrap();
     stack.create_service_account(&ns, "app", &[(AWS_ROLE_ARN_ANNOTATION, &role)]).await.unwrap();
-    stack
-        .apply_value(
-            &json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "ssm", "namespace": ns},
-                "spec": {"provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
-                    "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}}),
-            None,
-        )
-        .await
-        .unwrap();
+    let mut store = json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "ssm", "namespace": ns},
+        "spec": {"provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
+            "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}});
+    if !retry_settings.is_null() {
+        store["spec"]["retrySettings"] = retry_settings.clone();
+    }
+    stack.apply_value(&store, None).await.unwrap();
     ns
 }
 
 /// A namespace with a GCP SecretStore `gcp` (Workload Identity as GSA `sb-NS`).
 async fn gcp_namespace(stack: &Stack, prefix: &str) -> (String, String) {
+    gcp_namespace_with(stack, prefix, &serde_json::Value::Null).await
+}
+
+/// [`gcp_namespace`] with the store's `retrySettings` (none when null).
+async fn gcp_namespace_with(stack: &Stack, prefix: &str, retry_settings: &serde_json::Value) -> (String, String) {
     let ns = stack.create_namespace(prefix).await.unwrap();
     let gsa = stack.create_gsa(&format!("sb-{ns}")).unwrap();
     stack.grant_workload_identity_user(&gsa, &ns, "app").unwrap();
     stack.create_service_account(&ns, "app", &[(GCP_SERVICE_ACCOUNT_ANNOTATION, &gsa)]).await.unwrap();
-    stack
-        .apply_value(
-            &json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "gcp", "namespace": ns},
-                "spec": {"provider": {"gcpsm": {"projectID": stack.gcp_project(), "auth": {"workloadIdentity": {
-                    "clusterLocation": "europe-west1", "clusterName": "e2e", "serviceAccountRef": {"name": "app"}}}}}}}),
-            None,
-        )
-        .await
-        .unwrap();
+    let mut store = json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "gcp", "namespace": ns},
+        "spec": {"provider": {"gcpsm": {"projectID": stack.gcp_project(), "auth": {"workloadIdentity": {
+            "clusterLocation": "europe-west1", "clusterName": "e2e", "serviceAccountRef": {"name": "app"}}}}}}});
+    if !retry_settings.is_null() {
+        store["spec"]["retrySettings"] = retry_settings.clone();
+    }
+    stack.apply_value(&store, None).await.unwrap();
     (ns, gsa)
+}
+
+/// Waits until SecretStore `ns/name` has a `Ready` condition for which `done` holds.
+async fn wait_store(stack: &Stack, ns: &str, name: &str, what: &str, done: impl Fn(&secretbridge_shared::Condition) -> bool) -> secretbridge_shared::Condition {
+    let api: kube::Api<secretbridge_shared::SecretStore> = kube::Api::namespaced(stack.client(), ns);
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let store = api.get_opt(name).await.unwrap();
+        let ready = store
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        match ready {
+            Some(condition) if done(&condition) => return condition,
+            _ if tokio::time::Instant::now() > deadline => panic!("SecretStore {ns}/{name}: {what} within {SYNC_TIMEOUT:?}; last Ready: {ready:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn is_ready(condition: &secretbridge_shared::Condition) -> bool {
+    condition.status == ConditionStatus::True
 }
 
 /// An ExternalSecret `name` -> Secret `name` with `data` pairs (secretKey, remote key).
@@ -78,7 +106,8 @@ async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
     // AWS goes down (every call answers 503); GCP fails its next reads.
     let guard = stack.guard().unwrap();
     guard.set_unavailable(true);
-    // Each failed read backs off (5s, 10s, ...): two failures keep the test short.
+    // Without retrySettings the GCP client retries twice within a sync, so
+    // these two failures cost one sync at most.
     let gcp_failures = 2;
     stack.gcp().unwrap().inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::Unavailable, gcp_failures);
     let failed = stack
@@ -228,4 +257,107 @@ async fn crash_mid_sync_converges_without_blank_or_duplicate_secrets() {
         let data = secret_strings(secret);
         assert!(data.len() == 1 && data.values().all(|v| v.starts_with("value-")), "no blank Secret: {data:?}");
     }
+}
+
+/// Issue 10: a store's `retrySettings` decide how many throttled calls one
+/// sync survives. Counts calls at the guard and the GCP stand-in: with
+/// `maxRetries: N`, N throttles are absorbed by one sync (N+1 calls, no
+/// failed reconcile); with `maxRetries: 0` the first throttle fails the sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
+    // More than the SDK's default two retries, so the default would fail the first sync.
+    const RETRIES: u32 = 4;
+    // Enough that retries would still be failing when Ready=False is seen.
+    const MANY: u32 = 10;
+    let retrying = json!({"maxRetries": RETRIES, "retryInterval": "10ms"});
+    let no_retries = json!({"maxRetries": 0, "retryInterval": "10ms"});
+    let stack = stack(true, true).await;
+    let controller = controller(&stack).await;
+    let guard = stack.guard().unwrap();
+    let gcp = stack.gcp().unwrap();
+    let throttled_syncs = |metrics: &str| secretbridge_stack::metric_value(metrics, "secretbridge_sync_total", &[("result", "Throttled")]);
+
+    // AWS, maxRetries 4: four throttles, one sync. The store is Ready first,
+    // so its status write does not trigger a second sync.
+    let ns = ssm_namespace_with(&stack, "retry-aws", &retrying).await;
+    let key = format!("/{ns}/db");
+    stack.put_parameter(&key, "v1").await.unwrap();
+    wait_store(&stack, &ns, "ssm", "Ready=True", is_ready).await;
+    let before = guard.stats();
+    guard.inject_throttling(u64::from(RETRIES));
+    external_secret(&stack, &ns, "db", "ssm", "1h", &[("v", &key)]).await;
+    stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "AWS sync through the throttles");
+    stack.wait_ready(&ns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "AWS Ready");
+    let after = guard.stats();
+    assert_eq!(after.throttled - before.throttled, u64::from(RETRIES), "every injected throttle was hit: {after:?}");
+    assert_eq!(after.calls("GetParameters") - before.calls("GetParameters"), u64::from(RETRIES) + 1, "four throttled tries and the one that succeeded: {after:?}");
+
+    // GCP, maxRetries 4: the same through the REST client's retry loop.
+    let (gns, gsa) = gcp_namespace_with(&stack, "retry-gcp", &retrying).await;
+    let gkey = format!("{gns}-db");
+    stack.seed_secret(&gkey, &[b"g1"]).unwrap();
+    stack.grant_secret_accessor(&gkey, &format!("serviceAccount:{gsa}")).unwrap();
+    wait_store(&stack, &gns, "gcp", "Ready=True", is_ready).await;
+    let gcp_before = gcp.call_count("AccessSecretVersion");
+    gcp.inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::ResourceExhausted, RETRIES);
+    external_secret(&stack, &gns, "db", "gcp", "1h", &[("v", &gkey)]).await;
+    stack.wait_secret_data(&gns, "db", &[("v", "g1")], SYNC_TIMEOUT).await.or_logs(&controller, "GCP sync through the throttles");
+    stack.wait_ready(&gns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready");
+    assert_eq!(gcp.call_count("AccessSecretVersion") - gcp_before, u64::from(RETRIES) + 1, "four throttled tries and the one that succeeded");
+
+    // Neither survived by failing a sync and waiting for the requeue.
+    let metrics = controller.metrics_text().await.unwrap();
+    assert_eq!(throttled_syncs(&metrics), 0.0, "no sync failed on throttling:\n{metrics}");
+    for provider in ["ssm", "gcpsm"] {
+        let surfaced = secretbridge_stack::metric_value(&metrics, "secretbridge_provider_api_calls_total", &[("provider", provider), ("status", "Throttled")]);
+        assert_eq!(surfaced, 0.0, "{provider}: the retries absorbed every throttle:\n{metrics}");
+    }
+
+    // AWS, maxRetries 0: the first throttle fails the sync. One failed sync
+    // writes Ready=False, which may trigger one more (also one try); a
+    // retrying client would have made three or more calls by then.
+    let ns0 = ssm_namespace_with(&stack, "retry-aws-none", &no_retries).await;
+    let key0 = format!("/{ns0}/db");
+    stack.put_parameter(&key0, "v1").await.unwrap();
+    wait_store(&stack, &ns0, "ssm", "Ready=True", is_ready).await;
+    let before = guard.stats();
+    guard.inject_throttling(u64::from(MANY));
+    external_secret(&stack, &ns0, "db", "ssm", "1h", &[("v", &key0)]).await;
+    let failed = stack.wait_not_ready(&ns0, "db", "SecretSyncedError", SYNC_TIMEOUT).await.or_logs(&controller, "AWS Ready=False on the first throttle");
+    let calls = guard.stats().calls("GetParameters") - before.calls("GetParameters");
+    guard.inject_throttling(0);
+    let message = ready_condition(&failed).and_then(|c| c.message.clone()).unwrap_or_default();
+    assert!(message.contains("Throttl") && message.contains(&key0), "the condition names the throttling and the key: {message}");
+    assert!((1..=2).contains(&calls), "one try per sync, no retries: {calls} calls");
+
+    // GCP, maxRetries 0: likewise.
+    let (gns0, gsa0) = gcp_namespace_with(&stack, "retry-gcp-none", &no_retries).await;
+    let gkey0 = format!("{gns0}-db");
+    stack.seed_secret(&gkey0, &[b"g1"]).unwrap();
+    stack.grant_secret_accessor(&gkey0, &format!("serviceAccount:{gsa0}")).unwrap();
+    wait_store(&stack, &gns0, "gcp", "Ready=True", is_ready).await;
+    let gcp_before = gcp.call_count("AccessSecretVersion");
+    gcp.inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::ResourceExhausted, MANY);
+    external_secret(&stack, &gns0, "db", "gcp", "1h", &[("v", &gkey0)]).await;
+    let failed = stack.wait_not_ready(&gns0, "db", "SecretSyncedError", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready=False on the first throttle");
+    let calls = gcp.call_count("AccessSecretVersion") - gcp_before;
+    let message = ready_condition(&failed).and_then(|c| c.message.clone()).unwrap_or_default();
+    assert!(message.contains("Throttled") && message.contains(&gkey0), "the condition names the throttling and the key: {message}");
+    assert!((1..=2).contains(&calls), "one try per sync, no retries: {calls} calls");
+
+    // A retryInterval that does not parse: the store says which field and how to fix it.
+    stack
+        .apply_value(
+            &json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "typo", "namespace": ns},
+                "spec": {"retrySettings": {"maxRetries": 2, "retryInterval": "2 seconds"},
+                    "provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
+                        "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}}),
+            None,
+        )
+        .await
+        .unwrap();
+    let condition = wait_store(&stack, &ns, "typo", "Ready=False", |c| c.status == ConditionStatus::False).await;
+    let message = condition.message.unwrap_or_default();
+    assert_eq!(condition.reason.as_deref(), Some("InvalidProviderConfig"), "{message}");
+    assert!(message.contains("spec.retrySettings.retryInterval") && message.contains("`1s`"), "names the field and the fix: {message}");
 }
