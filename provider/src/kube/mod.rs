@@ -119,6 +119,24 @@ where
     api.patch(name, &params, &Patch::Apply(object)).await.map_err(|e| api_error("apply", what, &e))
 }
 
+/// Creates an object Terraform is about to own: refuses one that already
+/// exists (server-side apply would silently adopt it) and says how to
+/// import it instead. `kind` names the object in the summary, `import_id`
+/// is what `terraform import` takes for it.
+pub async fn create_new<K>(api: &Api<K>, name: &str, object: &serde_json::Value, what: &str, kind: &str, import_id: &str) -> Result<K, Diagnostics>
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    if get(api, name, what).await?.is_some() {
+        return Err(Diagnostic::error(
+            format!("{kind} already exists"),
+            format!("{what} already exists in the cluster; import it with `terraform import ADDRESS {import_id}` or choose another name."),
+        )
+        .into());
+    }
+    apply(api, name, object, what).await
+}
+
 /// Server-side applies `object` like [`apply`], then makes the stored
 /// `spec` exactly `object.spec`: a field that someone else added (a
 /// `kubectl patch` of a field Terraform leaves unset) is owned by their

@@ -67,14 +67,7 @@ impl Resource for ClusterSecretStoreResourceType {
 
     async fn create(&self, ctx: &ProviderContext, planned: ClusterSecretStoreResource) -> Result<ClusterSecretStoreResource, Diagnostics> {
         let api = api(ctx).await?;
-        if k::get(&api, &planned.name, &what(&planned.name)).await?.is_some() {
-            return Err(Diagnostic::error(
-                "ClusterSecretStore already exists",
-                format!("{} already exists in the cluster; import it with `terraform import ADDRESS {}` or choose another name.", what(&planned.name), planned.name),
-            )
-            .into());
-        }
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned.name)).await?;
+        let stored = k::create_new(&api, &planned.name, &manifest(&planned), &what(&planned.name), "ClusterSecretStore", &planned.name).await?;
         state_of(&planned, stored)
     }
 

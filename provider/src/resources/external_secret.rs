@@ -137,19 +137,7 @@ impl Resource for ExternalSecretResourceType {
 
     async fn create(&self, ctx: &ProviderContext, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
-        if k::get(&api, &planned.name, &what(&planned)).await?.is_some() {
-            return Err(Diagnostic::error(
-                "ExternalSecret already exists",
-                format!(
-                    "{} already exists in the cluster; import it with `terraform import ADDRESS {}/{}` or choose another name.",
-                    what(&planned),
-                    planned.namespace,
-                    planned.name
-                ),
-            )
-            .into());
-        }
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        let stored = k::create_new(&api, &planned.name, &manifest(&planned), &what(&planned), "ExternalSecret", &format!("{}/{}", planned.namespace, planned.name)).await?;
         state_of(&planned, stored)
     }
 

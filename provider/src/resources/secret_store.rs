@@ -111,19 +111,7 @@ impl Resource for SecretStoreResourceType {
 
     async fn create(&self, ctx: &ProviderContext, planned: SecretStoreResource) -> Result<SecretStoreResource, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
-        if k::get(&api, &planned.name, &what(&planned)).await?.is_some() {
-            return Err(Diagnostic::error(
-                "SecretStore already exists",
-                format!(
-                    "{} already exists in the cluster; import it with `terraform import ADDRESS {}/{}` or choose another name.",
-                    what(&planned),
-                    planned.namespace,
-                    planned.name
-                ),
-            )
-            .into());
-        }
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        let stored = k::create_new(&api, &planned.name, &manifest(&planned), &what(&planned), "SecretStore", &format!("{}/{}", planned.namespace, planned.name)).await?;
         state_of(&planned, stored)
     }
 

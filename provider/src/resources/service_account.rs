@@ -101,19 +101,7 @@ impl Resource for ServiceAccountResource {
 
     async fn create(&self, ctx: &ProviderContext, planned: KubernetesServiceAccount) -> Result<KubernetesServiceAccount, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
-        if k::get(&api, &planned.name, &what(&planned)).await?.is_some() {
-            return Err(Diagnostic::error(
-                "ServiceAccount already exists",
-                format!(
-                    "{} already exists in the cluster; import it with `terraform import ADDRESS {}/{}` or choose another name.",
-                    what(&planned),
-                    planned.namespace,
-                    planned.name
-                ),
-            )
-            .into());
-        }
-        let stored = k::apply(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
+        let stored = k::create_new(&api, &planned.name, &manifest(&planned), &what(&planned), "ServiceAccount", &format!("{}/{}", planned.namespace, planned.name)).await?;
         Ok(state_of(&planned, stored))
     }
 

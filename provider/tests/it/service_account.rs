@@ -138,3 +138,27 @@ fn service_account_lifecycle_on_both_clis() {
     }
     rt.block_on(cluster.cleanup());
 }
+
+/// Creating over an object someone else made is refused (server-side apply
+/// would silently adopt it), and the diagnostic gives the import command.
+#[test]
+fn create_over_an_existing_object_is_refused_with_the_import_id() {
+    let rt = runtime();
+    let mut cluster = rt.block_on(Cluster::from_env_or_start()).expect("cluster");
+    let namespace = rt.block_on(cluster.create_namespace("tf-sa-taken")).expect("namespace");
+    let kubeconfig = cluster.kubeconfig_path();
+    kubectl(kubeconfig, &["-n", &namespace, "create", "serviceaccount", "taken"]);
+    let w = Workdir::new("1.15.5");
+    write_kube_config(&w, kubeconfig, &sa_config(&namespace, "taken", "core", None));
+    let out = w.run(APPLY);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!out.status.success(), "apply should fail:\n{text}");
+    assert!(flat.contains("ServiceAccount already exists"), "{text}");
+    assert!(flat.contains(&format!("terraform import ADDRESS {namespace}/taken")), "{text}");
+    // Nothing was adopted: the object carries none of the configuration's labels.
+    let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), &namespace);
+    let sa = rt.block_on(api.get("taken")).expect("get");
+    assert!(sa.metadata.labels.unwrap_or_default().get("team").is_none());
+    rt.block_on(cluster.cleanup());
+}
