@@ -7,7 +7,8 @@
 //! Each measurement prints a `bench ...` line; when `SECRETBRIDGE_BENCH_RECORDS`
 //! names a file, it also appends one JSON object per figure to it (the
 //! `secretbridge-bench` driver reads them into its table). Run alone with
-//! `cargo test -p terraform-provider-secretbridge --release --test it -- --ignored --nocapture --test-threads=1 bench_`.
+//! `cargo test --profile bench-release -p terraform-provider-secretbridge -p secretbridge-bench --test it -- --ignored --nocapture --test-threads=1 bench_`
+//! (the package set `make bench` builds, so nothing recompiles).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
