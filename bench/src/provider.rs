@@ -40,8 +40,16 @@ fn own_build() -> Option<(String, std::path::PathBuf)> {
 }
 
 /// Runs `cargo test --profile <ours> ... bench_` for the provider and turns
-/// its records into rows.
-pub fn run(scratch: &Path) -> Result<Vec<Row>, BenchError> {
+/// its records into rows. The rows of the benchmarks that passed are kept
+/// when another one fails; the failure comes back beside them.
+pub fn run(scratch: &Path) -> (Vec<Row>, Option<BenchError>) {
+    match run_benches(scratch) {
+        Ok((rows, failure)) => (rows, failure),
+        Err(error) => (Vec::new(), Some(error)),
+    }
+}
+
+fn run_benches(scratch: &Path) -> Result<(Vec<Row>, Option<BenchError>), BenchError> {
     let records = scratch.join("provider-records.jsonl");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
@@ -57,12 +65,14 @@ pub fn run(scratch: &Path) -> Result<Vec<Row>, BenchError> {
     let program = format!("{command:?}");
     println!("running the provider benchmarks: {program}");
     let status = command.status().map_err(|source| BenchError::Spawn { program, source })?;
-    if !status.success() {
-        return Err(BenchError::ProviderBenches { status: status.to_string() });
-    }
-    let text = std::fs::read_to_string(&records)
-        .map_err(|source| BenchError::File { action: "reading", path: records.clone(), source })?;
-    Ok(parse_records(&text))
+    let failure = (!status.success()).then(|| BenchError::ProviderBenches { status: status.to_string() });
+    let text = match std::fs::read_to_string(&records) {
+        Ok(text) => text,
+        // No benchmark got as far as recording: report why it failed.
+        Err(_) if failure.is_some() => String::new(),
+        Err(source) => return Err(BenchError::File { action: "reading", path: records.clone(), source }),
+    };
+    Ok((parse_records(&text), failure))
 }
 
 /// One row per JSON record line; lines that do not parse are skipped.

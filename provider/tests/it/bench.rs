@@ -202,11 +202,11 @@ async fn bench_provider_rpc_overhead() {
 fn builtin_config(version: &str) -> String {
     if version == "1.0.3" {
         (0..PLAN_RESOURCES)
-            .map(|i| format!("data \"terraform_remote_state\" \"o{i}\" {{\n  backend = \"local\"\n  config = {{ path = \"empty.tfstate\" }}\n  defaults = {{ name = \"obj-{i}\", content = \"c{i}\" }}\n}}\n"))
+            .map(|i| format!("data \"terraform_remote_state\" \"o{i}\" {{\n  backend = \"local\"\n  config = {{ path = \"empty.tfstate\" }}\n  defaults = {{ name = \"obj-{i}\", content = \"c{i}\", owner = {{ team = \"core\" }} }}\n}}\n"))
             .collect()
     } else {
         (0..PLAN_RESOURCES)
-            .map(|i| format!("resource \"terraform_data\" \"o{i}\" {{\n  input = {{ name = \"obj-{i}\", content = \"c{i}\" }}\n}}\n"))
+            .map(|i| format!("resource \"terraform_data\" \"o{i}\" {{\n  input = {{ name = \"obj-{i}\", content = \"c{i}\", owner = {{ team = \"core\" }} }}\n}}\n"))
             .collect()
     }
 }
@@ -221,8 +221,15 @@ fn timed_noop_plan(w: &Workdir) -> Duration {
 
 fn noop_plan_ratio(version: &str) {
     let ours = Workdir::new(version);
+    // `owner` is set because Terraform 1.0.3 panics planning a resource
+    // whose nested attribute (protocol 6 nested type) is unset
+    // (objchange.proposedNewNestedType: "interface {} is nil").
     let body: String = (0..PLAN_RESOURCES)
-        .map(|i| format!("resource \"secretbridge_test_object\" \"o{i}\" {{\n  name    = \"obj-{i}\"\n  content = \"c{i}\"\n}}\n"))
+        .map(|i| {
+            format!(
+                "resource \"secretbridge_test_object\" \"o{i}\" {{\n  name    = \"obj-{i}\"\n  content = \"c{i}\"\n  owner   = {{ team = \"core\" }}\n}}\n"
+            )
+        })
         .collect();
     ours.write_config(&body);
     ours.ok(&["apply", "-auto-approve", "-no-color", "-input=false"]);
