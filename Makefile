@@ -33,7 +33,8 @@ gen:
 
 # Measurements, never assertions; not part of `make test`. Built with the
 # `bench-release` profile (Cargo.toml: our crates as in release, dependencies
-# at opt-level 1, so the cold build fits the 15-minute budget on 2 cores).
+# at opt-level 1, to make the cold build cheaper; see bench/README.md for its
+# measured time, which is still over the 15-minute budget on 2 cores).
 # Prints one table and appends it to bench/results.md (see bench/README.md).
 # Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--sizes 100,1000"`.
 #
