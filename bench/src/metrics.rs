@@ -40,12 +40,13 @@ impl CallCounts {
 
     /// Credential calls: STS, token exchange, generateAccessToken.
     pub fn auth_calls(&self) -> f64 {
-        self.0.iter().filter(|((p, c), _)| is_auth(p, c)).map(|(_, n)| n).sum()
+        // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0".
+        self.0.iter().filter(|((p, c), _)| is_auth(p, c)).map(|(_, n)| n).sum::<f64>() + 0.0
     }
 
     /// Calls that read secret data.
     pub fn data_calls(&self) -> f64 {
-        self.0.iter().filter(|((p, c), _)| !is_auth(p, c)).map(|(_, n)| n).sum()
+        self.0.iter().filter(|((p, c), _)| !is_auth(p, c)).map(|(_, n)| n).sum::<f64>() + 0.0
     }
 
     /// `provider/Call=n, ...` for the table.

@@ -1,6 +1,6 @@
 //! The provider's benchmarks live beside its integration tests
 //! (`provider/tests/it/bench.rs`, ignored `bench_*` tests) because they use
-//! its test helpers; this runs them in release mode and reads the figures
+//! its test helpers; this runs them in the release-based profile it was built with and reads the figures
 //! they append to a record file.
 
 use std::path::Path;
@@ -20,27 +20,59 @@ fn anchor(name: &str) -> &'static str {
     }
 }
 
-/// Runs `cargo test --release ... bench_` for the provider and turns its
-/// records into rows.
-pub fn run(scratch: &Path) -> Result<Vec<Row>, BenchError> {
+/// The packages the provider's benchmarks are built with. The Makefile's
+/// `bench` target builds exactly this set in one command (with the driver),
+/// so running the tests with the same set finds everything fresh; a narrower
+/// set would resolve other features and recompile the shared crates.
+const PACKAGES: [&str; 4] = ["-p", "terraform-provider-secretbridge", "-p", "secretbridge-bench"];
+
+/// The cargo profile and target directory this driver was built in, read off
+/// its own path (`<target>/<profile dir>/secretbridge-bench`), so the
+/// provider's tests run from the same build.
+fn own_build() -> Option<(String, std::path::PathBuf)> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?;
+    let profile = match profile_dir.file_name()?.to_str()? {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
+    Some((profile, profile_dir.parent()?.to_path_buf()))
+}
+
+/// Runs `cargo test --profile <ours> ... bench_` for the provider and turns
+/// its records into rows. The rows of the benchmarks that passed are kept
+/// when another one fails; the failure comes back beside them.
+pub fn run(scratch: &Path) -> (Vec<Row>, Option<BenchError>) {
+    match run_benches(scratch) {
+        Ok((rows, failure)) => (rows, failure),
+        Err(error) => (Vec::new(), Some(error)),
+    }
+}
+
+fn run_benches(scratch: &Path) -> Result<(Vec<Row>, Option<BenchError>), BenchError> {
     let records = scratch.join("provider-records.jsonl");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
+    command.current_dir(secretbridge_harness::repo_root()).args(["test", "--locked"]).args(PACKAGES);
+    if let Some((profile, target_dir)) = own_build() {
+        command.arg("--profile").arg(profile).arg("--target-dir").arg(target_dir);
+    }
     command
-        .current_dir(secretbridge_harness::repo_root())
-        .args(["test", "--release", "--locked", "-p", "terraform-provider-secretbridge", "--test", "it", "--"])
+        .args(["--test", "it", "--"])
         // One at a time: they measure, so they must not compete with each other.
         .args(["--ignored", "--nocapture", "--test-threads=1", "bench_"])
         .env("SECRETBRIDGE_BENCH_RECORDS", &records);
     let program = format!("{command:?}");
     println!("running the provider benchmarks: {program}");
     let status = command.status().map_err(|source| BenchError::Spawn { program, source })?;
-    if !status.success() {
-        return Err(BenchError::ProviderBenches { status: status.to_string() });
-    }
-    let text = std::fs::read_to_string(&records)
-        .map_err(|source| BenchError::File { action: "reading", path: records.clone(), source })?;
-    Ok(parse_records(&text))
+    let failure = (!status.success()).then(|| BenchError::ProviderBenches { status: status.to_string() });
+    let text = match std::fs::read_to_string(&records) {
+        Ok(text) => text,
+        // No benchmark got as far as recording: report why it failed.
+        Err(_) if failure.is_some() => String::new(),
+        Err(source) => return Err(BenchError::File { action: "reading", path: records.clone(), source }),
+    };
+    Ok((parse_records(&text), failure))
 }
 
 /// One row per JSON record line; lines that do not parse are skipped.

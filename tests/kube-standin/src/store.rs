@@ -2,7 +2,7 @@
 //! for watches, write-time admission (defaults, validation), deletion, and garbage collection.
 
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -893,31 +893,29 @@ impl Store {
 
     fn collect_once(&mut self) -> bool {
         let types = self.all_types();
-        let served: HashSet<(String, String)> = types.iter().map(|t| t.storage_key()).collect();
-        let mut uids: HashSet<String> = HashSet::new();
-        let mut dependents_of: HashMap<String, Vec<ObjectKey>> = HashMap::new();
-        let mut candidates: Vec<ObjectKey> = Vec::new();
-        for (key, object) in &self.objects {
-            uids.insert(meta_str(object, "uid").to_string());
-            let refs = object["metadata"]["ownerReferences"].as_array();
-            for r in refs.into_iter().flatten() {
-                if let Some(uid) = r["uid"].as_str() {
-                    dependents_of.entry(uid.to_string()).or_default().push(key.clone());
-                }
-            }
-            let needs_attention = object["metadata"].get("deletionTimestamp").is_some()
-                || refs.is_some_and(|r| !r.is_empty())
-                || !served.contains(&(key.0.clone(), key.1.clone()));
-            if needs_attention {
-                candidates.push(key.clone());
-            }
-        }
+        let is_served = |key: &ObjectKey| types.iter().any(|t| t.group == key.0 && t.plural == key.1);
+        // This runs after every write, so it must not copy the store: only
+        // objects with work to do (deleting, type gone, every owner gone)
+        // become candidates, and nothing is cloned for the rest.
+        let candidates: Vec<ObjectKey> = {
+            let uids: HashSet<&str> = self.objects.values().map(|object| meta_str(object, "uid")).collect();
+            self.objects
+                .iter()
+                .filter(|(key, object)| {
+                    let orphaned = object["metadata"]["ownerReferences"].as_array().is_some_and(|refs| {
+                        !refs.is_empty() && refs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
+                    });
+                    object["metadata"].get("deletionTimestamp").is_some() || orphaned || !is_served(key)
+                })
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
         for key in candidates {
             let Some(object) = self.objects.get(&key).cloned() else {
                 continue;
             };
             // Custom resources whose CRD is gone.
-            if !served.contains(&(key.0.clone(), key.1.clone())) {
+            if !is_served(&key) {
                 self.erase(&key);
                 return true;
             }
@@ -926,7 +924,7 @@ impl Store {
             };
             let uid = meta_str(&object, "uid").to_string();
             let deleting = object["metadata"].get("deletionTimestamp").is_some();
-            let dependents: Vec<ObjectKey> = dependents_of.get(&uid).cloned().unwrap_or_default();
+            let dependents: Vec<ObjectKey> = if deleting { self.dependents_of(&uid) } else { Vec::new() };
             let list = finalizers(&object);
             if deleting && list.iter().any(|f| f == "orphan") {
                 for dep in &dependents {
@@ -1000,7 +998,7 @@ impl Store {
                 && !refs.is_empty()
                 && refs
                     .iter()
-                    .all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
+                    .all(|r| !self.uid_exists(r["uid"].as_str().unwrap_or_default()))
                 && !deleting
             {
                 self.delete_key(&key, &rt, Propagation::Background);
@@ -1008,6 +1006,23 @@ impl Store {
             }
         }
         false
+    }
+
+    /// Objects with an owner reference to `uid`.
+    fn dependents_of(&self, uid: &str) -> Vec<ObjectKey> {
+        self.objects
+            .iter()
+            .filter(|(_, object)| {
+                object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    fn uid_exists(&self, uid: &str) -> bool {
+        self.objects.values().any(|object| meta_str(object, "uid") == uid)
     }
 
     fn drop_finalizer(&mut self, key: &ObjectKey, mut object: Value, finalizer: &str) -> bool {
