@@ -221,13 +221,11 @@ fn timed_noop_plan(w: &Workdir) -> Duration {
 
 fn noop_plan_ratio(version: &str) {
     let ours = Workdir::new(version);
-    // `owner` is set because Terraform 1.0.3 panics planning a resource
-    // whose nested attribute (protocol 6 nested type) is unset
-    // (objchange.proposedNewNestedType: "interface {} is nil").
+    // `owner` (a block) is set so that both configurations carry the same data.
     let body: String = (0..PLAN_RESOURCES)
         .map(|i| {
             format!(
-                "resource \"secretbridge_test_object\" \"o{i}\" {{\n  name    = \"obj-{i}\"\n  content = \"c{i}\"\n  owner   = {{ team = \"core\" }}\n}}\n"
+                "resource \"secretbridge_test_object\" \"o{i}\" {{\n  name    = \"obj-{i}\"\n  content = \"c{i}\"\n  owner {{\n    team = \"core\"\n  }}\n}}\n"
             )
         })
         .collect();

@@ -159,6 +159,6 @@ fn create_over_an_existing_object_is_refused_with_the_import_id() {
     // Nothing was adopted: the object carries none of the configuration's labels.
     let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), &namespace);
     let sa = rt.block_on(api.get("taken")).expect("get");
-    assert!(sa.metadata.labels.unwrap_or_default().get("team").is_none());
+    assert!(!sa.metadata.labels.unwrap_or_default().contains_key("team"));
     rt.block_on(cluster.cleanup());
 }
