@@ -38,20 +38,19 @@ gen:
 # Prints one table and appends it to bench/results.md (see bench/README.md).
 # Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--sizes 100,1000"`.
 #
-# Two builds, each with the feature set its later users resolve, so nothing is
-# compiled twice or rebuilt when the driver runs:
-#  - the controller alone, as shipped (its rustls uses ring only);
-#  - the provider (binary and `it` tests) together with the driver: the driver
-#    reruns exactly this package set as `cargo test ... --test it` for the
-#    provider's benchmarks (bench/src/provider.rs), and both use the stand-ins.
+# One build of the controller, the provider (binary and `it` tests) and the
+# driver, so the crates they share are compiled once, with one feature set.
+# The driver reruns exactly this package set as `cargo test ... --test it` for
+# the provider's benchmarks (bench/src/provider.rs), which finds it fresh.
+# The controller installs its TLS crypto provider explicitly, so the unified
+# rustls features do not change what it runs.
 # The driver is then run as a file, not with `cargo run -p`, which would
 # resolve a narrower feature set and recompile; SECRETBRIDGE_PREBUILT_BIN_DIR
 # hands it (and the provider tests) the binaries built here.
 BENCH_ARGS ?=
 BENCH_PROFILE := bench-release
 bench:
-	$(CARGO) build --profile $(BENCH_PROFILE) --locked -p secretbridge-controller --bin secretbridge-controller
-	$(CARGO) build --profile $(BENCH_PROFILE) --locked -p terraform-provider-secretbridge -p secretbridge-bench --bins --test it
+	$(CARGO) build --profile $(BENCH_PROFILE) --locked -p secretbridge-controller -p terraform-provider-secretbridge -p secretbridge-bench --bins --test it
 	bin_dir="$$($(CARGO) metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/$(BENCH_PROFILE)" && \
 		SECRETBRIDGE_PREBUILT_BIN_DIR="$$bin_dir" "$$bin_dir/secretbridge-bench" $(BENCH_ARGS)
 

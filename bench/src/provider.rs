@@ -20,11 +20,11 @@ fn anchor(name: &str) -> &'static str {
     }
 }
 
-/// The packages the provider's benchmarks are built with. The Makefile's
-/// `bench` target builds exactly this set in one command (with the driver),
-/// so running the tests with the same set finds everything fresh; a narrower
-/// set would resolve other features and recompile the shared crates.
-const PACKAGES: [&str; 4] = ["-p", "terraform-provider-secretbridge", "-p", "secretbridge-bench"];
+/// The packages the benchmarks are built with. The Makefile's `bench`
+/// target builds exactly this set in one command (controller, provider and
+/// driver), so running the tests with the same set finds everything fresh; a
+/// narrower set would resolve other features and recompile the shared crates.
+const PACKAGES: [&str; 6] = ["-p", "secretbridge-controller", "-p", "terraform-provider-secretbridge", "-p", "secretbridge-bench"];
 
 /// The cargo profile and target directory this driver was built in, read off
 /// its own path (`<target>/<profile dir>/secretbridge-bench`), so the
