@@ -427,10 +427,10 @@ fn map_provider(provider: Value, problems: &mut Problems) -> Option<Value> {
     let mut from = problems.object("spec.provider", provider)?;
     let mut to = Map::new();
     if let Some(aws) = from.remove("aws") {
-        to.insert("aws".into(), map_aws(aws, problems));
+        to.insert("aws".into(), map_cloud_provider(aws, &AWS, problems));
     }
     if let Some(gcpsm) = from.remove("gcpsm") {
-        to.insert("gcpsm".into(), map_gcpsm(gcpsm, problems));
+        to.insert("gcpsm".into(), map_cloud_provider(gcpsm, &GCPSM, problems));
     }
     for name in from.keys() {
         problems.add(&join("spec.provider", name), "provider not supported by secretbridge (supported: aws, gcpsm)");
@@ -441,66 +441,57 @@ fn map_provider(provider: Value, problems: &mut Problems) -> Option<Value> {
     Some(Value::Object(to))
 }
 
-fn map_aws(aws: Value, problems: &mut Problems) -> Value {
-    let path = "spec.provider.aws";
-    let Some(mut from) = problems.object(path, aws) else { return Value::Null };
-    let mut to = Map::new();
-    copy_fields(&mut from, &mut to, &["service", "region", "role", "prefix"]);
-    if let Some(auth) = from.remove("auth") {
-        let auth_path = join(path, "auth");
-        if let Some(mut auth) = problems.object(&auth_path, auth) {
-            let mut auth_to = Map::new();
-            if let Some(jwt) = auth.remove("jwt") {
-                let jwt_path = join(&auth_path, "jwt");
-                if let Some(mut jwt) = problems.object(&jwt_path, jwt) {
-                    let mut jwt_to = Map::new();
-                    if let Some(reference) = jwt.remove("serviceAccountRef") {
-                        jwt_to.insert("serviceAccountRef".into(), map_service_account_ref(reference, &join(&jwt_path, "serviceAccountRef"), problems));
-                    }
-                    problems.leftovers(&jwt_path, jwt);
-                    auth_to.insert("jwt".into(), Value::Object(jwt_to));
-                }
-            }
-            if auth.remove("secretRef").is_some() {
-                problems.add(
-                    &join(&auth_path, "secretRef"),
-                    "static access keys are not supported; use auth.jwt with an IRSA ServiceAccount (secretbridge_aws_irsa_role)",
-                );
-            }
-            problems.leftovers(&auth_path, auth);
-            to.insert("auth".into(), Value::Object(auth_to));
-        }
-    }
-    problems.leftovers(path, from);
-    Value::Object(to)
+/// How one cloud provider block maps: plain fields copied as they are, and
+/// one workload-identity kind under `auth` (with its plain fields and its
+/// `serviceAccountRef`). Static credentials (`auth.secretRef`) are refused
+/// with `secret_ref_refusal`.
+struct ProviderShape {
+    path: &'static str,
+    fields: &'static [&'static str],
+    identity: &'static str,
+    identity_fields: &'static [&'static str],
+    secret_ref_refusal: &'static str,
 }
 
-fn map_gcpsm(gcpsm: Value, problems: &mut Problems) -> Value {
-    let path = "spec.provider.gcpsm";
-    let Some(mut from) = problems.object(path, gcpsm) else { return Value::Null };
+const AWS: ProviderShape = ProviderShape {
+    path: "spec.provider.aws",
+    fields: &["service", "region", "role", "prefix"],
+    identity: "jwt",
+    identity_fields: &[],
+    secret_ref_refusal: "static access keys are not supported; use auth.jwt with an IRSA ServiceAccount (secretbridge_aws_irsa_role)",
+};
+
+const GCPSM: ProviderShape = ProviderShape {
+    path: "spec.provider.gcpsm",
+    fields: &["projectID", "location"],
+    identity: "workloadIdentity",
+    identity_fields: &["clusterLocation", "clusterName", "clusterProjectID"],
+    secret_ref_refusal: "service account keys are not supported; use auth.workloadIdentity (secretbridge_gcp_workload_identity)",
+};
+
+fn map_cloud_provider(value: Value, shape: &ProviderShape, problems: &mut Problems) -> Value {
+    let path = shape.path;
+    let Some(mut from) = problems.object(path, value) else { return Value::Null };
     let mut to = Map::new();
-    copy_fields(&mut from, &mut to, &["projectID", "location"]);
+    copy_fields(&mut from, &mut to, shape.fields);
     if let Some(auth) = from.remove("auth") {
         let auth_path = join(path, "auth");
         if let Some(mut auth) = problems.object(&auth_path, auth) {
             let mut auth_to = Map::new();
-            if let Some(identity) = auth.remove("workloadIdentity") {
-                let wi_path = join(&auth_path, "workloadIdentity");
-                if let Some(mut identity) = problems.object(&wi_path, identity) {
-                    let mut wi_to = Map::new();
-                    copy_fields(&mut identity, &mut wi_to, &["clusterLocation", "clusterName", "clusterProjectID"]);
+            if let Some(identity) = auth.remove(shape.identity) {
+                let identity_path = join(&auth_path, shape.identity);
+                if let Some(mut identity) = problems.object(&identity_path, identity) {
+                    let mut identity_to = Map::new();
+                    copy_fields(&mut identity, &mut identity_to, shape.identity_fields);
                     if let Some(reference) = identity.remove("serviceAccountRef") {
-                        wi_to.insert("serviceAccountRef".into(), map_service_account_ref(reference, &join(&wi_path, "serviceAccountRef"), problems));
+                        identity_to.insert("serviceAccountRef".into(), map_service_account_ref(reference, &join(&identity_path, "serviceAccountRef"), problems));
                     }
-                    problems.leftovers(&wi_path, identity);
-                    auth_to.insert("workloadIdentity".into(), Value::Object(wi_to));
+                    problems.leftovers(&identity_path, identity);
+                    auth_to.insert(shape.identity.into(), Value::Object(identity_to));
                 }
             }
             if auth.remove("secretRef").is_some() {
-                problems.add(
-                    &join(&auth_path, "secretRef"),
-                    "service account keys are not supported; use auth.workloadIdentity (secretbridge_gcp_workload_identity)",
-                );
+                problems.add(&join(&auth_path, "secretRef"), shape.secret_ref_refusal);
             }
             problems.leftovers(&auth_path, auth);
             to.insert("auth".into(), Value::Object(auth_to));
