@@ -19,6 +19,31 @@ use std::time::Instant;
 
 const LEASE: &str = "secretbridge-ha-test";
 
+/// The flags of a replica that elects a leader over [`LEASE`] in
+/// `namespace` (and watches only it), with lease timings short enough for a
+/// test, as `identity`, reading GCP at `gcp_endpoint` when given.
+fn leader_args(namespace: &str, identity: &str, gcp_endpoint: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--leader-elect=true",
+        "--lease-name",
+        LEASE,
+        "--lease-namespace",
+        namespace,
+        "--namespace",
+        namespace,
+        "--lease-duration=6s",
+        "--renew-deadline=4s",
+        "--retry-period=1s",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    if let Some(endpoint) = gcp_endpoint {
+        args.extend(["--gcp-endpoint".to_string(), endpoint.to_string()]);
+    }
+    args.push(format!("--identity={identity}"));
+    args
+}
+
 async fn holder(client: &Client, namespace: &str) -> Option<Lease> {
     Api::<Lease>::namespaced(client.clone(), namespace).get_opt(LEASE).await.ok().flatten()
 }
@@ -67,27 +92,8 @@ async fn killing_the_leader_hands_over_and_sigterm_releases_the_lease() {
     let namespace = env.namespace.clone();
     let endpoint = env.gcp.endpoint();
     let client = cluster.client();
-    let args = |identity: &'static str| {
-        [
-            "--leader-elect=true",
-            "--lease-name",
-            LEASE,
-            "--lease-namespace",
-            namespace.as_str(),
-            "--namespace",
-            namespace.as_str(),
-            "--lease-duration=6s",
-            "--renew-deadline=4s",
-            "--retry-period=1s",
-            "--gcp-endpoint",
-            endpoint.as_str(),
-            "--identity",
-            identity,
-        ]
-        .map(str::to_string)
-    };
     let start = |identity: &'static str| {
-        let args = args(identity);
+        let args = leader_args(&namespace, identity, Some(&endpoint));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         ControllerProcess::start(cluster.kubeconfig_path(), &args, &[])
     };
@@ -187,19 +193,8 @@ async fn a_leader_whose_lease_is_taken_stands_by_and_leads_again_once_it_is_free
     cluster.install_crds(&crds).await.expect("CRDs install");
     let namespace = cluster.create_namespace("lease-lost").await.expect("namespace");
     let client = cluster.client();
-    let args = [
-        "--leader-elect=true",
-        "--lease-name",
-        LEASE,
-        "--lease-namespace",
-        namespace.as_str(),
-        "--namespace",
-        namespace.as_str(),
-        "--lease-duration=6s",
-        "--renew-deadline=4s",
-        "--retry-period=1s",
-        "--identity=replica-a",
-    ];
+    let args = leader_args(&namespace, "replica-a", None);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut controller = ControllerProcess::start(cluster.kubeconfig_path(), &args, &[]);
     let lease = eventually("replica-a to take the lease", || async {
         holder(&client, &namespace).await.filter(|l| holder_identity(l).as_deref() == Some("replica-a"))
@@ -305,21 +300,8 @@ async fn sigterm_lets_an_in_flight_sync_finish_then_releases_the_lease() {
     let namespace = env.namespace.clone();
     let (proxy, access_requests) = slow_access_proxy(env.gcp.addr(), std::time::Duration::from_secs(5)).await;
     let endpoint = format!("http://{proxy}");
-    let args = [
-        "--leader-elect=true",
-        "--lease-name",
-        LEASE,
-        "--lease-namespace",
-        namespace.as_str(),
-        "--namespace",
-        namespace.as_str(),
-        "--lease-duration=6s",
-        "--renew-deadline=4s",
-        "--retry-period=1s",
-        "--gcp-endpoint",
-        endpoint.as_str(),
-        "--identity=draining",
-    ];
+    let args = leader_args(&namespace, "draining", Some(&endpoint));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut controller = ControllerProcess::start(env.cluster.kubeconfig_path(), &args, &[]);
     // `synced` and `bad-property` each read one secret: both reads held.
     eventually("both Secret Manager accesses to be in flight", || {
