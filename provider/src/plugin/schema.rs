@@ -418,9 +418,8 @@ impl Converter<'_> {
                 Shape::Primitive(_) => (None, Nesting::Single),
             };
             // Inside a nested attribute everything stays an attribute.
-            let attribute_only = in_attribute;
             let inner = match &object_schema {
-                Some(obj_schema) => Some(self.block(obj_schema, path, false, attribute_only)?),
+                Some(obj_schema) => Some(self.block(obj_schema, path, false, in_attribute)?),
                 None => None,
             };
             // Terraform 1.0.x crashes planning a nested attribute that the
@@ -431,11 +430,9 @@ impl Converter<'_> {
             // which block to leave out (see `drop_default_blocks`).
             let holds_objects = inner.as_ref().is_some_and(|(b, _, _)| !b.block_types.is_empty() || b.attributes.iter().any(|a| a.nested_type.is_some()));
             let as_block = !in_attribute && (as_block || (object_schema.is_some() && (!r.required || holds_objects)));
-            if as_block && object_schema.is_some() {
-                r.computed = false;
-            }
             match inner {
                 Some((inner_block, inner_ty, inner_rules)) if as_block => {
+                    r.computed = false;
                     let (mode, ty) = match nesting {
                         Nesting::Single => (nested_block::NestingMode::Single, inner_ty),
                         Nesting::List => (nested_block::NestingMode::List, Type::List(Box::new(inner_ty))),
@@ -455,9 +452,8 @@ impl Converter<'_> {
                     rules.attrs.insert(name.clone(), AttrNode { rules: r, json_name: json_name.clone(), nested: Some((nesting, inner_rules)), block: true });
                 }
                 Some((inner_block, inner_ty, inner_rules)) => {
-                    if !inner_block.block_types.is_empty() {
-                        return Err(self.unsupported(path, "a block inside a nested attribute"));
-                    }
+                    // No blocks in here: an object holding objects is a block
+                    // itself, and inside an attribute everything is an attribute.
                     let (mode, ty) = match nesting {
                         Nesting::Single => (object::NestingMode::Single, inner_ty),
                         Nesting::List => (object::NestingMode::List, Type::List(Box::new(inner_ty))),
