@@ -52,6 +52,13 @@ pub struct Store {
     /// Where watches hear about new events.
     pub events: broadcast::Sender<Arc<WatchEvent>>,
     builtins: Vec<ResourceType>,
+    /// The uid of every stored object, so owner lookups do not scan the store.
+    uids: HashSet<String>,
+    /// Whether a write since the last collection may have given the garbage
+    /// collector work: something was erased, is being deleted, names only
+    /// absent owners, or is a CRD. Without it every write would scan the whole
+    /// store, and N writes would cost O(N²) (felt at thousands of objects).
+    gc_pending: bool,
 }
 
 /// Current time as the API server renders `metav1.Time`.
@@ -271,6 +278,8 @@ impl Store {
             history_floor: 0,
             events,
             builtins: builtin_types(),
+            uids: HashSet::new(),
+            gc_pending: false,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let rt = store.builtins[0].clone();
@@ -290,6 +299,8 @@ impl Store {
             history_floor: self.rv,
             events,
             builtins: self.builtins.clone(),
+            uids: self.uids.clone(),
+            gc_pending: self.gc_pending,
         }
     }
 
@@ -355,6 +366,13 @@ impl Store {
     fn commit(&mut self, key: ObjectKey, mut object: Value, kind: &'static str) -> Value {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.uids.insert(meta_str(&object, "uid").to_string());
+        let owners_gone = object["metadata"]["ownerReferences"].as_array().is_some_and(|refs| {
+            !refs.is_empty() && refs.iter().all(|r| !self.uids.contains(r["uid"].as_str().unwrap_or_default()))
+        });
+        if owners_gone || object["metadata"].get("deletionTimestamp").is_some() || key.0 == "apiextensions.k8s.io" {
+            self.gc_pending = true;
+        }
         let previous = self.objects.insert(key.clone(), object.clone());
         self.record(kind, &key, object.clone(), previous);
         object
@@ -362,6 +380,9 @@ impl Store {
 
     fn erase(&mut self, key: &ObjectKey) -> Option<Value> {
         let mut object = self.objects.remove(key)?;
+        self.uids.remove(meta_str(&object, "uid"));
+        // Its dependents, its namespace's deletion or its custom resources may now be collectable.
+        self.gc_pending = true;
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.record("DELETED", key, object.clone(), None);
@@ -400,10 +421,7 @@ impl Store {
         let mut items = Vec::new();
         let mut remaining = 0usize;
         let mut last_key = None;
-        for (key, object) in &self.objects {
-            if key.0 != rt.group || key.1 != rt.plural {
-                continue;
-            }
+        for (key, object) in self.of_type(&rt.group, &rt.plural) {
             if let Some((sns, sname)) = &start_after
                 && (&key.2, &key.3) <= (sns, sname)
             {
@@ -881,11 +899,16 @@ impl Store {
         types.iter().find(|t| t.group == key.0 && t.plural == key.1).cloned()
     }
 
-    /// The garbage collector and namespace/CRD cleanup, run to a fixed point after every write.
+    /// The garbage collector and namespace/CRD cleanup, run to a fixed point after every write
+    /// that may have given it work (`gc_pending`).
     /// Real clusters do this asynchronously; callers observe it by polling either way.
     pub fn collect_garbage(&mut self) {
+        if !self.gc_pending {
+            return;
+        }
         for _ in 0..64 {
             if !self.collect_once() {
+                self.gc_pending = false;
                 return;
             }
         }
@@ -898,7 +921,7 @@ impl Store {
         // objects with work to do (deleting, type gone, every owner gone)
         // become candidates, and nothing is cloned for the rest.
         let candidates: Vec<ObjectKey> = {
-            let uids: HashSet<&str> = self.objects.values().map(|object| meta_str(object, "uid")).collect();
+            let uids = &self.uids;
             self.objects
                 .iter()
                 .filter(|(key, object)| {
@@ -1022,7 +1045,7 @@ impl Store {
     }
 
     fn uid_exists(&self, uid: &str) -> bool {
-        self.objects.values().any(|object| meta_str(object, "uid") == uid)
+        self.uids.contains(uid)
     }
 
     fn drop_finalizer(&mut self, key: &ObjectKey, mut object: Value, finalizer: &str) -> bool {
@@ -1039,11 +1062,16 @@ impl Store {
 
     /// All objects (for RBAC evaluation), filtered by group and plural.
     pub fn objects_of(&self, group: &str, plural: &str) -> Vec<&Value> {
+        self.of_type(group, plural).map(|(_, v)| v).collect()
+    }
+
+    /// The objects of one type, in key order, read as a range of the map
+    /// (keys sort by group and plural first) rather than a scan of it.
+    fn of_type<'a>(&'a self, group: &str, plural: &str) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + use<'a> {
+        let (group, plural) = (group.to_string(), plural.to_string());
         self.objects
-            .iter()
-            .filter(|(k, _)| k.0 == group && k.1 == plural)
-            .map(|(_, v)| v)
-            .collect()
+            .range((group.clone(), plural.clone(), String::new(), String::new())..)
+            .take_while(move |(k, _)| k.0 == group && k.1 == plural)
     }
 }
 
