@@ -31,28 +31,25 @@ test:
 gen:
 	SECRETBRIDGE_GEN=1 $(CARGO) test --workspace --locked -- generated_
 
-# Measurements, never assertions; not part of `make test`. Built with the
-# `bench-release` profile (Cargo.toml: our crates as in release, dependencies
-# at opt-level 1, to make the cold build cheaper; see bench/README.md for its
-# measured time, which is still over the 15-minute budget on 2 cores).
-# Prints one table and appends it to bench/results.md (see bench/README.md).
-# Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--sizes 100,1000"`.
-#
-# One build of the controller, the provider (binary and `it` tests) and the
-# driver, so the crates they share are compiled once, with one feature set.
-# The driver reruns exactly this package set as `cargo test ... --test it` for
-# the provider's benchmarks (bench/src/provider.rs), which finds it fresh.
-# The controller installs its TLS crypto provider explicitly, so the unified
-# rustls features do not change what it runs.
-# The driver is then run as a file, not with `cargo run -p`, which would
-# resolve a narrower feature set and recompile; SECRETBRIDGE_PREBUILT_BIN_DIR
-# hands it (and the provider tests) the binaries built here.
+# Measurements, never assertions; not part of `make test`. Our crates are
+# built as in `release`, on top of the dependencies `make setup` compiled:
+# bench/cargo-config.toml overrides only the workspace members of the `dev`
+# profile, and `--examples` (there are none) makes cargo resolve
+# the same features as `make setup`'s test build, so no dependency is
+# rebuilt. The three binaries are copied out of target/debug, which the next
+# `make test` relinks to its debug builds, and the driver runs from there.
+# It runs the provider's benchmarks as `cargo test` in the `make test` build
+# (bench/src/provider.rs). Prints one table and appends it to
+# bench/results.md (see bench/README.md). Options go through BENCH_ARGS,
+# e.g. `make bench BENCH_ARGS="--sizes 100,1000"`.
 BENCH_ARGS ?=
-BENCH_PROFILE := bench-release
+BENCH_BINS := secretbridge-controller terraform-provider-secretbridge secretbridge-bench
 bench:
-	$(CARGO) build --profile $(BENCH_PROFILE) --locked -p secretbridge-controller -p terraform-provider-secretbridge -p secretbridge-bench --bins --test it
-	bin_dir="$$($(CARGO) metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/$(BENCH_PROFILE)" && \
-		SECRETBRIDGE_PREBUILT_BIN_DIR="$$bin_dir" "$$bin_dir/secretbridge-bench" $(BENCH_ARGS)
+	$(CARGO) build --workspace --locked --examples --config bench/cargo-config.toml $(addprefix --bin ,$(BENCH_BINS))
+	target="$$($(CARGO) metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" && \
+		mkdir -p "$$target/bench-bin" && \
+		for bin in $(BENCH_BINS); do cp "$$target/debug/$$bin" "$$target/bench-bin/$$bin.new" && mv "$$target/bench-bin/$$bin.new" "$$target/bench-bin/$$bin"; done && \
+		SECRETBRIDGE_PREBUILT_BIN_DIR="$$target/bench-bin" "$$target/bench-bin/secretbridge-bench" $(BENCH_ARGS)
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

@@ -1,7 +1,10 @@
 //! The provider's benchmarks live beside its integration tests
 //! (`provider/tests/it/bench.rs`, ignored `bench_*` tests) because they use
-//! its test helpers; this runs them in the release-based profile it was built with and reads the figures
-//! they append to a record file.
+//! its test helpers; this runs them from the `make test` build and reads the
+//! figures they append to a record file. They time the release-built
+//! provider binary named by `SECRETBRIDGE_PREBUILT_BIN_DIR`; only their
+//! client side (Terraform for the plans, a gRPC client for the RPCs) comes
+//! from the debug test build.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,27 +23,9 @@ fn anchor(name: &str) -> &'static str {
     }
 }
 
-/// The packages the benchmarks are built with. The Makefile's `bench`
-/// target builds exactly this set in one command (controller, provider and
-/// driver), so running the tests with the same set finds everything fresh; a
-/// narrower set would resolve other features and recompile the shared crates.
-const PACKAGES: [&str; 6] = ["-p", "secretbridge-controller", "-p", "terraform-provider-secretbridge", "-p", "secretbridge-bench"];
-
-/// The cargo profile and target directory this driver was built in, read off
-/// its own path (`<target>/<profile dir>/secretbridge-bench`), so the
-/// provider's tests run from the same build.
-fn own_build() -> Option<(String, std::path::PathBuf)> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?;
-    let profile = match profile_dir.file_name()?.to_str()? {
-        "debug" => "dev".to_string(),
-        other => other.to_string(),
-    };
-    Some((profile, profile_dir.parent()?.to_path_buf()))
-}
-
-/// Runs `cargo test --profile <ours> ... bench_` for the provider and turns
-/// its records into rows. The rows of the benchmarks that passed are kept
+/// Runs `cargo test --workspace --test it ... bench_`, the shape of `make
+/// test`'s build (so it finds it fresh after `make setup`), and turns the
+/// provider's records into rows. The rows of the benchmarks that passed are kept
 /// when another one fails; the failure comes back beside them.
 pub fn run(scratch: &Path) -> (Vec<Row>, Option<BenchError>) {
     match run_benches(scratch) {
@@ -53,12 +38,9 @@ fn run_benches(scratch: &Path) -> Result<(Vec<Row>, Option<BenchError>), BenchEr
     let records = scratch.join("provider-records.jsonl");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
-    command.current_dir(secretbridge_harness::repo_root()).args(["test", "--locked"]).args(PACKAGES);
-    if let Some((profile, target_dir)) = own_build() {
-        command.arg("--profile").arg(profile).arg("--target-dir").arg(target_dir);
-    }
     command
-        .args(["--test", "it", "--"])
+        .current_dir(secretbridge_harness::repo_root())
+        .args(["test", "--workspace", "--locked", "--test", "it", "--"])
         // One at a time: they measure, so they must not compete with each other.
         .args(["--ignored", "--nocapture", "--test-threads=1", "bench_"])
         .env("SECRETBRIDGE_BENCH_RECORDS", &records);

@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-secretbridge");
-
 /// A Terraform working directory wired to this build of the provider
 /// through dev_overrides.
 pub struct Workdir {
@@ -30,7 +28,8 @@ impl Workdir {
         let objects = dir.path().join("objects");
         std::fs::create_dir(&objects).expect("objects dir");
         let cli_config = dir.path().join("cli.tfrc");
-        let bin_dir = Path::new(BIN).parent().expect("bin dir");
+        let bin = crate::support::provider_bin();
+        let bin_dir = bin.parent().expect("bin dir");
         std::fs::write(
             &cli_config,
             format!(

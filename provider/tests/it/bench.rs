@@ -6,9 +6,11 @@
 //!
 //! Each measurement prints a `bench ...` line; when `SECRETBRIDGE_BENCH_RECORDS`
 //! names a file, it also appends one JSON object per figure to it (the
-//! `secretbridge-bench` driver reads them into its table). Run alone with
-//! `cargo test --profile bench-release -p terraform-provider-secretbridge -p secretbridge-bench --test it -- --ignored --nocapture --test-threads=1 bench_`
-//! (the package set `make bench` builds, so nothing recompiles).
+//! `secretbridge-bench` driver reads them into its table). They time the
+//! provider binary that `crate::support::provider_bin` names: `make bench`
+//! points `SECRETBRIDGE_PREBUILT_BIN_DIR` at its release-built copy. Run alone,
+//! after `make bench` has built it, with
+//! `SECRETBRIDGE_PREBUILT_BIN_DIR=target/bench-bin cargo test --workspace --test it -- --ignored --nocapture --test-threads=1 bench_`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +26,6 @@ use crate::acceptance::Workdir;
 use crate::rpc::block_type;
 use crate::support::{dv, obj, s};
 
-const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-secretbridge");
 /// Resources in the no-op plan comparison.
 const PLAN_RESOURCES: usize = 50;
 /// Timed plans per configuration (the median is reported).
@@ -58,7 +59,7 @@ struct Started {
 
 fn start_binary(object_dir: &std::path::Path) -> Started {
     let start = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(crate::support::provider_bin())
         .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PLUGIN_PROTOCOL_VERSIONS", "6")
         .env_remove("PLUGIN_CLIENT_CERT")

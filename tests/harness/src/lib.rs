@@ -75,4 +75,4 @@ pub use paths::{repo_root, tools_dir};
 pub use terraform::{
     PROVIDER_BINARY, PROVIDER_SOURCE, Terraform, TfOutput, TfVersion, lay_out_filesystem_mirror,
 };
-pub use workspace_bin::{provider_binary, try_workspace_bin, workspace_bin};
+pub use workspace_bin::{PREBUILT_BIN_DIR_ENV, provider_binary, try_workspace_bin, workspace_bin};
