@@ -35,6 +35,12 @@ pub enum BenchError {
         /// Exit status of `cargo test`.
         status: String,
     },
+    /// Timing the provider binary's start or RPCs failed.
+    #[error("timing the provider binary failed: {reason}")]
+    ProviderRpc {
+        /// What went wrong, from the driver's gRPC client.
+        reason: String,
+    },
     /// A record file could not be read or written.
     #[error("{action} {path} failed")]
     File {

@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod procfs;
 mod provider;
+mod provider_rpc;
 mod report;
 mod stats;
 
@@ -228,11 +229,17 @@ async fn run(options: Options) -> Result<(), BenchError> {
     let began = std::time::Instant::now();
     let load_at_start = load_average();
     if options.provider {
+        match secretbridge_harness::provider_binary() {
+            Ok(binary) => {
+                let (rpc_rows, failure) = provider_rpc::run(&binary, scratch.path()).await;
+                rows.extend(rpc_rows);
+                failures.extend(failure.map(|error| format!("provider: {error}")));
+            }
+            Err(error) => failures.push(format!("provider: no binary to time: {error}")),
+        }
         let (provider_rows, failure) = provider::run(scratch.path());
         rows.extend(provider_rows);
-        if let Some(error) = failure {
-            failures.push(format!("provider: {error}"));
-        }
+        failures.extend(failure.map(|error| format!("provider: {error}")));
     }
     if options.controller {
         let binary = secretbridge_harness::try_workspace_bin("secretbridge-controller", "secretbridge-controller")

@@ -22,7 +22,7 @@ use super::proto::tfplugin6::{
     Schema, StringKind,
     schema::{Attribute, Block, NestedBlock, Object, nested_block, object},
 };
-use super::value::Type;
+use super::value::{Type, ValueError};
 
 /// How nested objects are shaped in Terraform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -724,6 +724,57 @@ fn attribute_to_json(a: &Attribute) -> J {
         }
     }
     J::Object(m)
+}
+
+/// The type Terraform encodes a block's values with, read back from the
+/// wire schema: what a client of GetProviderSchema (a test, the benchmark
+/// driver) needs to encode configs and decode states the way Terraform does.
+pub fn block_value_type(block: &Block) -> Result<Type, ValueError> {
+    let mut attributes = BTreeMap::new();
+    for attribute in &block.attributes {
+        let ty = match &attribute.nested_type {
+            Some(nested) => {
+                let inner = Type::Object(
+                    nested
+                        .attributes
+                        .iter()
+                        .map(|a| Ok((a.name.clone(), wire_type(a)?)))
+                        .collect::<Result<_, ValueError>>()?,
+                );
+                match object::NestingMode::try_from(nested.nesting).unwrap_or(object::NestingMode::Invalid) {
+                    object::NestingMode::List => Type::List(Box::new(inner)),
+                    object::NestingMode::Set => Type::Set(Box::new(inner)),
+                    object::NestingMode::Map => Type::Map(Box::new(inner)),
+                    object::NestingMode::Single | object::NestingMode::Invalid => inner,
+                }
+            }
+            None => wire_type(attribute)?,
+        };
+        attributes.insert(attribute.name.clone(), ty);
+    }
+    for nested in &block.block_types {
+        let inner = match &nested.block {
+            Some(block) => block_value_type(block)?,
+            None => Type::Object(BTreeMap::new()),
+        };
+        let ty = match nested_block::NestingMode::try_from(nested.nesting).unwrap_or(nested_block::NestingMode::Invalid) {
+            nested_block::NestingMode::List => Type::List(Box::new(inner)),
+            nested_block::NestingMode::Set => Type::Set(Box::new(inner)),
+            nested_block::NestingMode::Map => Type::Map(Box::new(inner)),
+            nested_block::NestingMode::Single | nested_block::NestingMode::Group | nested_block::NestingMode::Invalid => inner,
+        };
+        attributes.insert(nested.type_name.clone(), ty);
+    }
+    Ok(Type::Object(attributes))
+}
+
+/// An attribute's type from its JSON type notation.
+fn wire_type(attribute: &Attribute) -> Result<Type, ValueError> {
+    let notation = serde_json::from_slice(&attribute.r#type).map_err(|e| ValueError::TypeNotation {
+        notation: String::from_utf8_lossy(&attribute.r#type).into_owned(),
+        reason: e.to_string(),
+    })?;
+    Type::from_json(&notation)
 }
 
 #[cfg(test)]

@@ -49,28 +49,7 @@ fn object_type(provider: &ProviderServer) -> Type {
 }
 
 pub(crate) fn block_type(block: &pb::schema::Block) -> Type {
-    let mut attrs = std::collections::BTreeMap::new();
-    for a in &block.attributes {
-        let ty = match &a.nested_type {
-            Some(nested) => {
-                let inner = Type::Object(
-                    nested
-                        .attributes
-                        .iter()
-                        .map(|na| (na.name.clone(), Type::from_json(&serde_json::from_slice(&na.r#type).expect("type json")).expect("type")))
-                        .collect(),
-                );
-                assert_eq!(nested.nesting, pb::schema::object::NestingMode::Single as i32);
-                inner
-            }
-            None => Type::from_json(&serde_json::from_slice(&a.r#type).expect("type json")).expect("type"),
-        };
-        attrs.insert(a.name.clone(), ty);
-    }
-    for b in &block.block_types {
-        attrs.insert(b.type_name.clone(), block_type(b.block.as_ref().expect("block")));
-    }
-    Type::Object(attrs)
+    terraform_provider_secretbridge::plugin::schema::block_value_type(block).expect("the served schema has valid types")
 }
 
 fn config(name: &str, content: &str) -> Value {

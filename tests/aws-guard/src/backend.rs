@@ -2,6 +2,8 @@
 //! static admin credentials moto accepts, to learn what real AWS would know:
 //! OIDC providers, trust and identity policies, real resource ARNs and keys.
 
+use std::collections::BTreeMap;
+
 use crate::policy::{PolicyDocument, PolicyError};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::{Credentials, SharedCredentialsProvider};
@@ -218,26 +220,45 @@ impl Backend {
         Ok(docs)
     }
 
-    /// The KMS key id of a SecureString parameter (`None` for other types or a missing parameter).
-    pub async fn parameter_key(&self, region: &str, name: &str) -> Result<Option<String>, LookupError> {
+    /// The KMS key id of each named SecureString parameter (`None` for other
+    /// types and for missing parameters), from one DescribeParameters call
+    /// with a multi-value `Name Equals` filter: moto scans every stored
+    /// parameter per call, so one call per name made a GetParameters of 10
+    /// names cost ten scans.
+    pub async fn parameter_keys(&self, region: &str, names: &[String]) -> Result<BTreeMap<String, Option<String>>, LookupError> {
+        let mut keys: BTreeMap<String, Option<String>> = names.iter().map(|n| (n.clone(), None)).collect();
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        let error = |message: String| LookupError::Parameter { name: names.join(", "), message };
         let filter = aws_sdk_ssm::types::ParameterStringFilter::builder()
             .key("Name")
             .option("Equals")
-            .values(name)
+            .set_values(Some(keys.keys().cloned().collect()))
             .build()
-            .map_err(|e| LookupError::Parameter { name: name.to_string(), message: text(e) })?;
-        let out = self
-            .ssm(region)
-            .describe_parameters()
-            .parameter_filters(filter)
-            .send()
-            .await
-            .map_err(|e| LookupError::Parameter { name: name.to_string(), message: text(e) })?;
-        let found = out.parameters().iter().find(|p| p.name() == Some(name));
-        Ok(found.and_then(|p| {
-            let secure = p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString);
-            if secure { Some(p.key_id().unwrap_or("alias/aws/ssm").to_string()) } else { None }
-        }))
+            .map_err(|e| error(text(e)))?;
+        let mut token = None;
+        loop {
+            let out = self
+                .ssm(region)
+                .describe_parameters()
+                .parameter_filters(filter.clone())
+                .max_results(50)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| error(text(e)))?;
+            for p in out.parameters() {
+                if let Some(slot) = p.name().and_then(|name| keys.get_mut(name)) {
+                    let secure = p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString);
+                    *slot = secure.then(|| p.key_id().unwrap_or("alias/aws/ssm").to_string());
+                }
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
     }
 
     /// The secret's real ARN and key, or `None` when it does not exist.

@@ -588,14 +588,15 @@ async fn authorize_data_call(state: &State, session: &Session, region: String, o
                 }
             }
             if decrypt {
-                for raw in &names {
-                    let name = parameter_name(raw);
-                    let key = match state.backend.parameter_key(&caller.region, &name).await {
-                        Ok(k) => k,
-                        Err(err) => return internal(err),
-                    };
-                    if let Some(key) = key
-                        && let Some(key_arn) = state.backend.customer_key_arn(&caller.region, &caller.account, &key).await
+                let plain: Vec<String> = names.iter().map(|raw| parameter_name(raw)).collect();
+                let keys = match state.backend.parameter_keys(&caller.region, &plain).await {
+                    Ok(keys) => keys,
+                    Err(err) => return internal(err),
+                };
+                // In request order, so the first refused name is the one reported.
+                for name in &plain {
+                    if let Some(Some(key)) = keys.get(name)
+                        && let Some(key_arn) = state.backend.customer_key_arn(&caller.region, &caller.account, key).await
                         && let Err(message) = caller.check("kms:Decrypt", &key_arn)
                     {
                         return Outcome::Refuse(message);
