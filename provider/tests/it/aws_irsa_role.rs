@@ -19,25 +19,44 @@ fn provider_arn(tag: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER}-{tag}")
 }
 
-fn config(tag: &str, name: &str, team: &str, parameters: &[&str]) -> String {
-    let parameters = parameters.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+/// A customer-managed key the role may decrypt with.
+const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+
+/// The role's settings that vary across the lifecycle.
+struct Settings<'a> {
+    name: &'a str,
+    team: &'a str,
+    parameters: &'a [&'a str],
+    max_session_duration: u32,
+    permissions_boundary: Option<&'a str>,
+}
+
+fn config(tag: &str, settings: &Settings) -> String {
+    let parameters = settings.parameters.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    let boundary = settings.permissions_boundary.map(|arn| format!("  permissions_boundary = \"{arn}\"\n")).unwrap_or_default();
     format!(
         r#"resource "secretbridge_aws_irsa_role" "reader" {{
-  name              = "{name}"
-  description       = "reads app config"
-  oidc_provider_arn = "{}"
-  namespace         = "apps"
-  service_account   = "reader"
+  name                 = "{}"
+  path                 = "/apps/"
+  description          = "reads app config"
+  max_session_duration = {}
+{boundary}  oidc_provider_arn    = "{}"
+  namespace            = "apps"
+  service_account      = "reader"
   access = {{
     parameters = [{parameters}]
     secrets    = ["prod/db"]
+    kms_keys   = ["{KEY_ARN}"]
   }}
   tags = {{
-    team = "{team}"
+    team = "{}"
   }}
 }}
 "#,
-        provider_arn(tag)
+        settings.name,
+        settings.max_session_duration,
+        provider_arn(tag),
+        settings.team
     )
 }
 
@@ -113,11 +132,26 @@ fn lifecycle(env: &AwsEnv, version: &str) {
 
     // Create: trust admits exactly apps/reader with the IRSA audience; the
     // one inline policy reads exactly the parameter and the secret.
-    env.write_config(&w, &config(tag, &first, "a", &["/app/db/url"]));
+    let boundary = env
+        .rt
+        .block_on(
+            env.iam()
+                .create_policy()
+                .policy_name(format!("boundary-{tag}"))
+                .policy_document(json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ssm:Get*", "secretsmanager:GetSecretValue", "kms:Decrypt"], "Resource": "*"}]}).to_string())
+                .send(),
+        )
+        .expect("seed the boundary policy")
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("boundary ARN")
+        .to_owned();
+    let mut settings = Settings { name: &first, team: "a", parameters: &["/app/db/url"], max_session_duration: 3600, permissions_boundary: None };
+    env.write_config(&w, &config(tag, &settings));
     let (changes, plan) = w.plan_has_changes();
     assert!(changes, "{plan}");
     // The ARN and the grant are known before anything exists.
-    assert!(plan.contains(&format!("\"arn:aws:iam::{ACCOUNT}:role/{first}\"")), "role ARN known at plan:\n{plan}");
+    assert!(plan.contains(&format!("\"arn:aws:iam::{ACCOUNT}:role/apps/{first}\"")), "role ARN (with its path) known at plan:\n{plan}");
     assert!(plan.contains(&parameter_arn("/app/db/url")), "grant shown at plan:\n{plan}");
     apply(&w);
     let doc = trust(env, &first).expect("role created");
@@ -134,17 +168,24 @@ fn lifecycle(env: &AwsEnv, version: &str) {
         resources_for(&access, "secretsmanager:GetSecretValue"),
         vec![format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-??????")]
     );
-    assert_eq!(resources_for(&access, "kms:Decrypt"), Vec::<String>::new(), "no keys listed, no kms statement");
+    assert_eq!(resources_for(&access, "kms:Decrypt"), vec![KEY_ARN.to_owned()], "decrypt with the listed key only");
+    let role = env.rt.block_on(env.iam().get_role().role_name(&first).send()).expect("GetRole");
+    let role = role.role().expect("role");
+    assert_eq!(role.path(), "/apps/");
+    assert_eq!(role.max_session_duration(), Some(3600));
+    assert!(role.permissions_boundary().is_none(), "no boundary configured");
     let values = shown(&w, ADDRESS);
-    assert_eq!(values["arn"], format!("arn:aws:iam::{ACCOUNT}:role/{first}"));
+    assert_eq!(values["arn"], format!("arn:aws:iam::{ACCOUNT}:role/apps/{first}"));
     assert_eq!(values["id"], first.as_str());
     assert_eq!(values["policies_in_sync"], true);
     let shown_access: Value = serde_json::from_str(values["access_policy_json"].as_str().expect("access json")).expect("json");
     assert_eq!(resources_for(&shown_access, "ssm:GetParameter"), vec![parameter_arn("/app/db/url")]);
     assert_empty_plan(&w, "after create");
 
-    // In place: a new parameter path and a tag. The plan shows the new grant.
-    env.write_config(&w, &config(tag, &first, "b", &["/app/db/url", "/app/shared/*"]));
+    // In place: a new parameter path, a tag, a longer session and a
+    // permissions boundary. The plan shows the new grant.
+    settings = Settings { team: "b", parameters: &["/app/db/url", "/app/shared/*"], max_session_duration: 7200, permissions_boundary: Some(&boundary), ..settings };
+    env.write_config(&w, &config(tag, &settings));
     let (changes, plan) = w.plan_has_changes();
     assert!(changes && plan.contains("updated in-place") && !plan.contains("must be replaced"), "{plan}");
     assert!(plan.contains("\"/app/shared/*\""), "the plan names the new parameter:\n{plan}");
@@ -165,6 +206,12 @@ fn lifecycle(env: &AwsEnv, version: &str) {
     let tags: Vec<(String, String)> =
         role.role().expect("role").tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
     assert_eq!(tags, vec![("team".to_owned(), "b".to_owned())]);
+    assert_eq!(role.role().and_then(|r| r.max_session_duration()), Some(7200));
+    assert_eq!(
+        role.role().and_then(|r| r.permissions_boundary()).and_then(|b| b.permissions_boundary_arn()),
+        Some(boundary.as_str()),
+        "boundary attached in place"
+    );
     assert_empty_plan(&w, "after update");
 
     // Drift 1: the trust policy edited out of band to admit another SA.
@@ -199,7 +246,8 @@ fn lifecycle(env: &AwsEnv, version: &str) {
     assert_empty_plan(&w, "after inline policy repair");
 
     // Rename replaces the role.
-    env.write_config(&w, &config(tag, &second, "b", &["/app/db/url", "/app/shared/*"]));
+    settings = Settings { name: &second, ..settings };
+    env.write_config(&w, &config(tag, &settings));
     let (changes, plan) = w.plan_has_changes();
     assert!(changes && plan.contains("must be replaced") && plan.contains("forces replacement"), "{plan}");
     apply(&w);
@@ -216,6 +264,9 @@ fn lifecycle(env: &AwsEnv, version: &str) {
     w.ok(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
     let left: Vec<String> = env.role_names().into_iter().filter(|r| r == &first || r == &second).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    env.rt
+        .block_on(env.iam().delete_policy().policy_arn(&boundary).send())
+        .expect("the boundary policy is detachable: no role of ours still uses it");
 }
 
 #[test]
