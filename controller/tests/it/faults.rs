@@ -16,10 +16,16 @@ async fn ssm_namespace(stack: &Stack, prefix: &str) -> String {
 /// [`ssm_namespace`] with the store's `retrySettings` (none when null).
 async fn ssm_namespace_with(stack: &Stack, prefix: &str, retry_settings: &serde_json::Value) -> String {
     let ns = stack.create_namespace(prefix).await.unwrap();
+    ssm_store(stack, &ns, retry_settings).await;
+    ns
+}
+
+/// The SecretStore `ssm` in `ns`, with its IRSA role and ServiceAccount.
+async fn ssm_store(stack: &Stack, ns: &str, retry_settings: &serde_json::Value) {
     stack.create_oidc_provider().await.unwrap();
     let pattern = format!("arn:aws:ssm:{}:{}:parameter/{ns}/*", stack.aws_region(), secretbridge_stack::AWS_ACCOUNT);
     let role = stack.create_irsa_role(&ns, &ns, "app", &[&pattern], &[]).await.unwrap();
-    stack.create_service_account(&ns, "app", &[(AWS_ROLE_ARN_ANNOTATION, &role)]).await.unwrap();
+    stack.create_service_account(ns, "app", &[(AWS_ROLE_ARN_ANNOTATION, &role)]).await.unwrap();
     let mut store = json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "ssm", "namespace": ns},
         "spec": {"provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
             "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}});
@@ -27,7 +33,6 @@ async fn ssm_namespace_with(stack: &Stack, prefix: &str, retry_settings: &serde_
         store["spec"]["retrySettings"] = retry_settings.clone();
     }
     stack.apply_value(&store, None).await.unwrap();
-    ns
 }
 
 /// A namespace with a GCP SecretStore `gcp` (Workload Identity as GSA `sb-NS`).
@@ -146,6 +151,32 @@ async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
         stack.gcp().unwrap().call_count("AccessSecretVersion") >= 2 + u64::from(gcp_failures),
         "every injected GCP failure was consumed before recovery"
     );
+}
+
+/// An ExternalSecret applied before its store (as a `kubectl apply -f dir/`
+/// may order them). A missing store is a permanent error: nothing retries it
+/// before the 1h refresh, so the sync that follows the store's creation
+/// proves the store watch re-reconciles the ExternalSecrets that use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_created_after_its_external_secret_syncs_it_at_once() {
+    let stack = stack(true, false).await;
+    let controller = controller(&stack).await;
+    let ns = stack.create_namespace("late-store").await.unwrap();
+    let key = format!("/{ns}/db");
+    stack.put_parameter(&key, "v1").await.unwrap();
+    external_secret(&stack, &ns, "db", "ssm", "1h", &[("v", &key)]).await;
+    let failed = stack
+        .wait_external_secret(&ns, "db", SYNC_TIMEOUT, "Ready=False for the missing store", |es| {
+            ready_condition(es).is_some_and(|c| c.status == ConditionStatus::False)
+        })
+        .await
+        .or_logs(&controller, "the missing store shows in status");
+    let condition = ready_condition(&failed).cloned().expect("a Ready condition");
+    assert!(condition.message.as_deref().unwrap_or_default().contains("ssm"), "the condition names the store: {condition:?}");
+
+    ssm_store(&stack, &ns, &serde_json::Value::Null).await;
+    stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "sync after the store appeared");
+    stack.wait_ready(&ns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "Ready after the store appeared");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
