@@ -532,6 +532,30 @@ async fn deletion_policy_delete_removes_the_secret_when_every_key_is_gone() {
     assert_eq!(ready(&seen[4]).1, "SecretDeleted");
 }
 
+/// Merge releases exactly the keys this ExternalSecret's field manager
+/// wrote: it applies the Secret with no `data`, so keys others wrote stay.
+#[tokio::test]
+async fn deletion_policy_merge_releases_only_our_keys_when_every_key_is_gone() {
+    let backends = FakeBackends::new();
+    let mut es = synced(seed_external_secret());
+    es.spec.target.deletion_policy = DeletionPolicy::Merge;
+    es.metadata.generation = Some(2);
+    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let script = vec![
+        expect(Method::GET, STORE_PATH, Reply::Json(store)),
+        expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
+        expect(Method::PATCH, SECRET_PATH, Reply::Echo),
+        expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
+    ];
+    let (result, seen) = run(es, backends, script).await;
+    result.expect("reconcile succeeds");
+    let release = &seen[2];
+    assert!(release.path_and_query.contains("fieldManager=secretbridge"), "{}", release.path_and_query);
+    assert!(release.body.get("data").is_none(), "no data applied, so ours is released: {}", release.body);
+    assert_eq!(release.body["kind"], "Secret");
+    assert_eq!(ready(&seen[3]).1, "SecretDeleted");
+}
+
 #[tokio::test]
 async fn deletion_policy_retain_keeps_the_secret_and_reports() {
     let backends = FakeBackends::new();
