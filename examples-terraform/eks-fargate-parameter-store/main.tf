@@ -34,11 +34,13 @@ locals {
 }
 
 resource "secretbridge_aws_oidc_provider" "eks" {
-  url = var.cluster_oidc_issuer_url
+  url  = var.cluster_oidc_issuer_url
+  tags = { cluster = var.cluster_name }
 }
 
 resource "secretbridge_aws_irsa_role" "app" {
-  name              = "multicloud-app"
+  name              = "${var.cluster_name}-multicloud-app"
+  tags              = { cluster = var.cluster_name }
   oidc_provider_arn = secretbridge_aws_oidc_provider.eks.arn
   namespace         = var.namespace
   service_account   = local.service_account

@@ -1,3 +1,8 @@
+variable "cluster_name" {
+  description = "Name of the EKS cluster. It prefixes the IAM role's name (role names are unique per account) and tags what this creates."
+  type        = string
+}
+
 variable "cluster_oidc_issuer_url" {
   description = "The EKS cluster's OIDC issuer URL: `aws eks describe-cluster --query cluster.identity.oidc.issuer`."
   type        = string

@@ -50,6 +50,7 @@ async fn eks_fargate_parameter_store_example_applies_replans_empty_and_syncs() {
     }
     stack.ensure_namespace(NAMESPACE).await.expect("namespace");
     let vars = BTreeMap::from([
+        ("cluster_name", "e2e".to_string()),
         ("cluster_oidc_issuer_url", stack.issuer().to_string()),
         ("region", stack.aws_region().to_string()),
         ("namespace", NAMESPACE.to_string()),
