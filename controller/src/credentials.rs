@@ -1,14 +1,17 @@
 //! The real [`BackendFactory`]: obtains credentials for a store's
-//! ServiceAccount (TokenRequest, then the cloud's token exchanges), builds
-//! the backend clients, and caches both per (store, service account) until
-//! shortly before the credentials expire. One coalescer exists per cache
-//! entry, so reconciles using the same backend and credentials share calls.
+//! ServiceAccount (TokenRequest, then the cloud's token exchanges) or, for a
+//! store without one, the controller's own (AWS default chain, GCP metadata
+//! server), builds the backend clients, and caches both per (store, service
+//! account) until shortly before the credentials expire. One coalescer exists
+//! per cache entry, so reconciles using the same backend and credentials
+//! share calls.
 
 use crate::backend::aws::{AwsParameters, AwsSecrets, AwsSettings};
 use crate::backend::coalesce::{DEFAULT_WINDOW, ParameterBatcher};
 use crate::backend::fetch::{CoalescedGcpSecrets, CoalescedSecrets, StoreClient};
-use crate::backend::gcp::{GcpEndpoints, GcpRestSecrets};
+use crate::backend::gcp::{CLOUD_PLATFORM_SCOPE, GcpEndpoints, GcpRestSecrets};
 use crate::backend::http::JsonClient;
+use crate::backend::metadata::{self, AdcSource, CREDENTIALS_FILE_VAR};
 use crate::backend::metrics::CallMetrics;
 use crate::backend::retry::RetryPolicy;
 use crate::backend::CallError;
@@ -30,7 +33,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub const RENEW_BEFORE: Duration = Duration::from_secs(300);
 /// Lifetime requested for ServiceAccount tokens.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 3600;
-const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 struct Cached {
     client: StoreClient,
@@ -111,6 +113,29 @@ impl RealBackends {
             .ok_or_else(|| Self::permanent(store, "TokenRequest", "the API server answered without a token".to_string()))
     }
 
+    /// Application Default Credentials for a GCP store without an auth
+    /// block: the metadata server's token for the controller's own identity.
+    async fn gcp_default_token(&self, store: &ResolvedStore) -> Result<(String, Duration), CredentialError> {
+        let base = match &self.gcp.adc {
+            AdcSource::MetadataServer(base) => base,
+            AdcSource::CredentialsFile(file) => {
+                return Err(Self::permanent(
+                    store,
+                    "Application Default Credentials",
+                    format!(
+                        "{CREDENTIALS_FILE_VAR} is set ({file}), but this controller reads Application Default Credentials \
+                         from the metadata server only; unset {CREDENTIALS_FILE_VAR} in the controller's environment, \
+                         or give the store auth.workloadIdentity"
+                    ),
+                ));
+            }
+        };
+        let fetched = metadata::default_token(&self.http, base).await;
+        self.metrics.record("gcp-metadata", "Token", status_of(&fetched));
+        let token = fetched.map_err(|e| Self::error(store, "metadata server token", e))?;
+        Ok((token.access_token, token.expires_in))
+    }
+
     async fn aws_client(&self, store: &ResolvedStore, aws: &AwsProvider) -> Result<Cached, CredentialError> {
         let mut renew_at = None;
         let mut credentials = None;
@@ -182,6 +207,7 @@ impl RealBackends {
             .ok_or_else(|| Self::permanent(store, "validate store", "gcpsm.projectID is required".to_string()))?;
         let identity = gcp.auth.as_ref().and_then(|a| a.workload_identity.as_ref());
         let (access_token, expires_in) = match (identity, self.service_account(store).await?) {
+            (None, _) => self.gcp_default_token(store).await?,
             (Some(identity), Some((namespace, name, account))) => {
                 let cluster_project = identity.cluster_project_id.clone().unwrap_or_else(|| project.clone());
                 let pool = format!("{cluster_project}.svc.id.goog");
@@ -223,12 +249,8 @@ impl RealBackends {
                     None => (federated, Duration::from_secs(federated_ttl)),
                 }
             }
-            _ => {
-                return Err(Self::permanent(
-                    store,
-                    "Application Default Credentials",
-                    "GCP stores without auth.workloadIdentity need Application Default Credentials, which this controller build does not implement yet; use workloadIdentity".to_string(),
-                ));
+            (Some(_), None) => {
+                return Err(Self::permanent(store, "validate store", "workloadIdentity needs serviceAccountRef".to_string()));
             }
         };
         let client = StoreClient::Gcp {

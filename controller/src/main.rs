@@ -9,6 +9,7 @@
 
 use secretbridge_controller::backend::aws::AwsSettings;
 use secretbridge_controller::backend::gcp::GcpEndpoints;
+use secretbridge_controller::backend::metadata::{CREDENTIALS_FILE_VAR, METADATA_HOST_VAR};
 use secretbridge_controller::credentials::RealBackends;
 use secretbridge_controller::endpoints::{self, Health};
 use secretbridge_controller::leader::{self, LeaseConfig, LeaseLock, LostLease};
@@ -39,7 +40,9 @@ run options (each also read from the environment variable in brackets):
   --retry-period D         pause between acquire/renew attempts (default 2s)
   --identity ID            this replica's holder identity (default POD_NAME, else host_pid)
 Durations are like 15s, 1m30s. AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows
-KUBECONFIG or the in-cluster config.
+KUBECONFIG or the in-cluster config. GCP stores without an auth block use Application Default
+Credentials from the metadata server: metadata.google.internal, or GCE_METADATA_HOST (HOST:PORT,
+ahead of --gcp-endpoint); with GOOGLE_APPLICATION_CREDENTIALS set they fail instead (no key files).
 
 convert [FILE...]          ESO manifests (files or stdin) to secretbridge.io/v1 on stdout; see convert --help
 crd                        print the CRDs as YAML
@@ -54,6 +57,10 @@ struct RunOptions {
     metrics_addr: Option<String>,
     namespace: Option<String>,
     gcp_endpoint: Option<String>,
+    /// `GCE_METADATA_HOST`: the metadata server for ADC, as `HOST[:PORT]`.
+    metadata_host: Option<String>,
+    /// `GOOGLE_APPLICATION_CREDENTIALS`: refused by stores that use ADC.
+    credentials_file: Option<String>,
     leader_elect: bool,
     lease_name: String,
     lease_namespace: Option<String>,
@@ -84,6 +91,8 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         metrics_addr: env("SECRETBRIDGE_METRICS_ADDR").or_else(|| env("SECRETBRIDGE_HEALTH_ADDR")),
         namespace: env("SECRETBRIDGE_NAMESPACE"),
         gcp_endpoint: env("SECRETBRIDGE_GCP_ENDPOINT"),
+        metadata_host: env(METADATA_HOST_VAR),
+        credentials_file: env(CREDENTIALS_FILE_VAR),
         leader_elect: match env("SECRETBRIDGE_LEADER_ELECT") {
             Some(text) => parse_bool("SECRETBRIDGE_LEADER_ELECT", &text)?,
             None => true,
@@ -187,7 +196,12 @@ async fn run(options: RunOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("connecting to Kubernetes failed (set KUBECONFIG or run in a cluster): {e}"))?;
     let metrics = Arc::new(ControllerMetrics::default());
-    let gcp = options.gcp_endpoint.as_deref().map(GcpEndpoints::single).unwrap_or_default();
+    let gcp = options
+        .gcp_endpoint
+        .as_deref()
+        .map(GcpEndpoints::single)
+        .unwrap_or_default()
+        .with_adc_environment(options.credentials_file.as_deref(), options.metadata_host.as_deref());
     let backends = RealBackends::new(client.clone(), metrics.calls.clone(), AwsSettings::from_env(), gcp)
         .map_err(|e| format!("setting up the HTTP client failed: {e}"))?;
     let mut context = Context::new(client.clone(), Arc::new(backends));

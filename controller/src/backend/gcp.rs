@@ -2,12 +2,16 @@
 //! retried as the store's `retrySettings` say.
 
 use super::http::JsonClient;
+use super::metadata::{AdcSource, DEFAULT_METADATA_BASE};
 use super::retry::RetryPolicy;
 use super::{CallError, CallErrorKind, GcpSecretSource};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use http::Method;
+
+/// The OAuth scope of every token the controller asks for.
+pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// Base URLs of the GCP APIs the controller calls. Real GCP has one host per
 /// API; a loopback stand-in serves them all on one port.
@@ -19,6 +23,9 @@ pub struct GcpEndpoints {
     pub secure_token: String,
     /// IAM Credentials (`generateAccessToken`).
     pub iam_credentials: String,
+    /// Application Default Credentials, for stores without an auth block:
+    /// the metadata server, e.g. `http://metadata.google.internal`.
+    pub adc: AdcSource,
 }
 
 impl Default for GcpEndpoints {
@@ -27,19 +34,32 @@ impl Default for GcpEndpoints {
             secret_manager: "https://secretmanager.googleapis.com".to_string(),
             secure_token: "https://securetoken.googleapis.com".to_string(),
             iam_credentials: "https://iamcredentials.googleapis.com".to_string(),
+            adc: AdcSource::MetadataServer(DEFAULT_METADATA_BASE.to_string()),
         }
     }
 }
 
 impl GcpEndpoints {
-    /// One base URL for every API (the GCP stand-in).
+    /// One base URL for every API, the metadata server included (the GCP stand-in).
     pub fn single(base: &str) -> Self {
         let base = base.trim_end_matches('/').to_string();
         GcpEndpoints {
             secret_manager: base.clone(),
             secure_token: base.clone(),
-            iam_credentials: base,
+            iam_credentials: base.clone(),
+            adc: AdcSource::MetadataServer(base),
         }
+    }
+
+    /// Applies the ADC environment: `GOOGLE_APPLICATION_CREDENTIALS` (refused
+    /// later, by name) and `GCE_METADATA_HOST`, which wins over the base URL.
+    pub fn with_adc_environment(mut self, credentials_file: Option<&str>, metadata_host: Option<&str>) -> Self {
+        let base = match &self.adc {
+            AdcSource::MetadataServer(base) => base.clone(),
+            AdcSource::CredentialsFile(_) => DEFAULT_METADATA_BASE.to_string(),
+        };
+        self.adc = AdcSource::from_environment(credentials_file, metadata_host, &base);
+        self
     }
 }
 
@@ -68,5 +88,23 @@ impl GcpSecretSource for GcpRestSecrets {
                 .decode(encoded)
                 .map_err(|e| CallError::new(CallErrorKind::InvalidRequest, format!("payload of {version_name} is not base64: {e}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_base_url_serves_the_metadata_server_too_unless_gce_metadata_host_is_set() {
+        let standin = GcpEndpoints::single("http://127.0.0.1:9/");
+        assert_eq!(standin.adc, AdcSource::MetadataServer("http://127.0.0.1:9".into()));
+        assert_eq!(standin.clone().with_adc_environment(None, None), standin);
+        let overridden = standin.with_adc_environment(None, Some("127.0.0.1:10"));
+        assert_eq!(overridden.adc, AdcSource::MetadataServer("http://127.0.0.1:10".into()));
+        assert_eq!(overridden.secret_manager, "http://127.0.0.1:9", "only the metadata server moves");
+        let refused = GcpEndpoints::default().with_adc_environment(Some("/key.json"), Some("127.0.0.1:10"));
+        assert_eq!(refused.adc, AdcSource::CredentialsFile("/key.json".into()));
+        assert_eq!(GcpEndpoints::default().adc, AdcSource::MetadataServer("http://metadata.google.internal".into()));
     }
 }

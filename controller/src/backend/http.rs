@@ -1,7 +1,7 @@
 //! A small JSON-over-HTTPS client for the GCP REST APIs (Secret Manager,
-//! securetoken, IAM Credentials). Plain REST keeps the controller's build
-//! light: the calls are three documented JSON endpoints, and the official
-//! crates would add a second HTTP and auth stack for them.
+//! securetoken, IAM Credentials, the metadata server). Plain REST keeps the
+//! controller's build light: the calls are four documented JSON endpoints,
+//! and the official crates would add a second HTTP and auth stack for them.
 
 use super::{CallError, CallErrorKind};
 use bytes::Bytes;
@@ -41,7 +41,23 @@ impl JsonClient {
     /// Sends a request with an optional bearer token and JSON body; returns
     /// the JSON answer of a 2xx, or a classified error.
     pub async fn send(&self, method: Method, url: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<Value, CallError> {
+        self.send_with_headers(method, url, bearer, &[], body).await
+    }
+
+    /// [`JsonClient::send`] with extra request headers, such as the
+    /// metadata server's `Metadata-Flavor: Google`.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, CallError> {
         let mut builder = Request::builder().method(method).uri(url).header("accept", "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(token) = bearer {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
@@ -77,7 +93,7 @@ impl JsonClient {
         if (200..300).contains(&status) {
             return Ok(json);
         }
-        Err(CallError::new(kind_of_status(status), google_message(status, &json)))
+        Err(CallError::new(kind_of_status(status), error_message(status, &json, &bytes)))
     }
 }
 
@@ -92,15 +108,23 @@ pub fn kind_of_status(status: u16) -> CallErrorKind {
     }
 }
 
-/// The message of a Google error (`{"error": {"status", "message"}}`) or an
-/// OAuth error (`{"error", "error_description"}`).
-fn google_message(status: u16, json: &Value) -> String {
+/// Longest plain-text error body quoted in a message.
+const QUOTED_BODY_LIMIT: usize = 200;
+
+/// The message of a Google error (`{"error": {"status", "message"}}`), an
+/// OAuth error (`{"error", "error_description"}`) or a plain-text one (the
+/// metadata server's), quoting at most [`QUOTED_BODY_LIMIT`] characters.
+fn error_message(status: u16, json: &Value, body: &[u8]) -> String {
     let error = &json["error"];
     if let Some(message) = error["message"].as_str() {
         return format!("HTTP {status} {}: {message}", error["status"].as_str().unwrap_or_default());
     }
     if let Some(code) = error.as_str() {
         return format!("HTTP {status} {code}: {}", json["error_description"].as_str().unwrap_or_default());
+    }
+    let text: String = String::from_utf8_lossy(body).split_whitespace().collect::<Vec<_>>().join(" ");
+    if json.is_null() && !text.is_empty() {
+        return format!("HTTP {status}: {}", text.chars().take(QUOTED_BODY_LIMIT).collect::<String>());
     }
     format!("HTTP {status}")
 }
@@ -117,8 +141,12 @@ mod tests {
         assert_eq!(kind_of_status(503), CallErrorKind::Unavailable);
         assert_eq!(kind_of_status(400), CallErrorKind::InvalidRequest);
         let google = serde_json::json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied"}});
-        assert_eq!(google_message(403, &google), "HTTP 403 PERMISSION_DENIED: denied");
+        assert_eq!(error_message(403, &google, b""), "HTTP 403 PERMISSION_DENIED: denied");
         let oauth = serde_json::json!({"error": "invalid_grant", "error_description": "bad token"});
-        assert_eq!(google_message(400, &oauth), "HTTP 400 invalid_grant: bad token");
+        assert_eq!(error_message(400, &oauth, b""), "HTTP 400 invalid_grant: bad token");
+        let text = b"Missing Metadata-Flavor:Google header.\n";
+        assert_eq!(error_message(403, &Value::Null, text), "HTTP 403: Missing Metadata-Flavor:Google header.");
+        assert_eq!(error_message(502, &Value::Null, b""), "HTTP 502");
+        assert_eq!(error_message(500, &Value::Null, "x".repeat(1000).as_bytes()).len(), "HTTP 500: ".len() + QUOTED_BODY_LIMIT);
     }
 }

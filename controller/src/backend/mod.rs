@@ -11,6 +11,7 @@ pub mod fake;
 pub mod fetch;
 pub mod gcp;
 pub mod http;
+pub mod metadata;
 pub mod metrics;
 pub mod retry;
 

@@ -13,6 +13,7 @@ mod convert_cli;
 mod deploy;
 mod docs;
 mod faults;
+mod gcp_adc;
 mod gcp_sync;
 mod ha;
 mod metrics;

@@ -70,6 +70,8 @@ pub(crate) struct Call {
     pub(crate) content_type: String,
     /// The bearer token, if an `Authorization: Bearer` header was sent.
     pub(crate) bearer: Option<String>,
+    /// The `Metadata-Flavor` header, which the metadata server requires.
+    pub(crate) metadata_flavor: Option<String>,
 }
 
 impl Call {
@@ -141,6 +143,8 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     match route {
         Route::IdentityBindingToken => crate::tokens::exchange(shared, &call, true).await,
         Route::StsToken => crate::tokens::exchange(shared, &call, false).await,
+        Route::MetadataToken => crate::metadata::token(shared, &call, segment_at(&call, 4)),
+        Route::MetadataEmail => crate::metadata::email(shared, &call, segment_at(&call, 4)),
         Route::Api(api) => {
             let principal = match crate::auth::authenticate(shared, call.bearer.as_deref()) {
                 Ok(principal) => principal,
@@ -187,18 +191,35 @@ async fn decode(request: Request<Incoming>) -> Result<Call, ApiError> {
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
     });
     let content_type = header(hyper::header::CONTENT_TYPE).unwrap_or_default();
-    Ok(Call { method: parts.method, segments, verb: verb.map(|verb| percent_decode(&verb)), query, body, content_type, bearer })
+    let metadata_flavor = header(hyper::header::HeaderName::from_static("metadata-flavor"));
+    Ok(Call {
+        method: parts.method,
+        segments,
+        verb: verb.map(|verb| percent_decode(&verb)),
+        query,
+        body,
+        content_type,
+        bearer,
+        metadata_flavor,
+    })
+}
+
+fn segment_at(call: &Call, index: usize) -> &str {
+    call.segments.get(index).map(String::as_str).unwrap_or_default()
 }
 
 fn percent_decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
-/// A recognised path: the token endpoints (own error format, no bearer) or an API call.
+/// A recognised path: the token endpoints (own error format, no bearer), the
+/// metadata server's (plain text, no bearer) or an API call.
 #[derive(Clone, Copy, Debug)]
 enum Route {
     IdentityBindingToken,
     StsToken,
+    MetadataToken,
+    MetadataEmail,
     Api(Api),
 }
 
@@ -237,6 +258,8 @@ impl Route {
         match self {
             Route::IdentityBindingToken => "IdentityBindingToken",
             Route::StsToken => "StsToken",
+            Route::MetadataToken => "MetadataToken",
+            Route::MetadataEmail => "MetadataEmail",
             Route::Api(api) => api.rpc(),
         }
     }
@@ -284,6 +307,8 @@ fn route(call: &Call) -> Option<Route> {
     let api = match (segments.as_slice(), verb) {
         (["v1", "identitybindingtoken"], None) if post => return Some(Route::IdentityBindingToken),
         (["v1", "token"], None) if post => return Some(Route::StsToken),
+        (["computeMetadata", "v1", "instance", "service-accounts", _, "token"], None) if get => return Some(Route::MetadataToken),
+        (["computeMetadata", "v1", "instance", "service-accounts", _, "email"], None) if get => return Some(Route::MetadataEmail),
         (["v1", "projects", _, "serviceAccounts", _], Some("generateAccessToken")) if post => Api::GenerateAccessToken,
         (["v1", "projects", _, "serviceAccounts"], None) if post => Api::CreateServiceAccount,
         (["v1", "projects", _, "serviceAccounts"], None) if get => Api::ListServiceAccounts,

@@ -18,6 +18,7 @@
 //! | `iamcredentials.googleapis.com` | `google-cloud-iam-credentials-v1` | `/v1/projects/-/serviceAccounts/*:generateAccessToken` |
 //! | `securetoken.googleapis.com` | ESO's Workload Identity exchange | `/v1/identitybindingtoken` |
 //! | `sts.googleapis.com` | standard STS token exchange | `/v1/token` |
+//! | `metadata.google.internal` | Application Default Credentials on GCE/GKE | `/computeMetadata/v1/instance/service-accounts/default/{token,email}` |
 //!
 //! So each client gets `.with_endpoint(standin.endpoint())`.
 //!
@@ -26,7 +27,8 @@
 //! * a token from `/v1/identitybindingtoken` or `/v1/token` acts as the federated
 //!   Kubernetes service account: member `serviceAccount:POOL[NS/KSA]`, also matched by
 //!   `principal://iam.googleapis.com/projects/*/locations/global/workloadIdentityPools/POOL/subject/ns/NS/sa/KSA`;
-//! * a token from `:generateAccessToken` acts as `serviceAccount:EMAIL`;
+//! * a token from `:generateAccessToken` acts as `serviceAccount:EMAIL`, and so
+//!   does one from the metadata server, for [`Options::metadata_service_account`];
 //! * no token at all acts as admin only with [`Options::allow_anonymous_admin`].
 //!
 //! Bindings with a `condition` are stored and returned but never grant anything
@@ -36,6 +38,7 @@ mod auth;
 mod http;
 mod iam;
 mod jwt;
+mod metadata;
 mod secrets;
 mod state;
 mod store_iam;
@@ -110,6 +113,11 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Lifetime of minted access tokens, in seconds (GCP: 3600).
     pub token_lifetime_secs: u64,
+    /// The service account attached to the "instance": the metadata server
+    /// issues tokens acting as this email. `None` (the default) answers 404,
+    /// as an instance without a service account does. Changed after start with
+    /// [`GcpStandin::set_metadata_service_account`].
+    pub metadata_service_account: Option<String>,
 }
 
 impl Default for Options {
@@ -121,6 +129,7 @@ impl Default for Options {
             allow_anonymous_admin: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_lifetime_secs: 3600,
+            metadata_service_account: None,
         }
     }
 }
@@ -185,7 +194,8 @@ impl GcpStandin {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr: options.listen, source })?;
-        let state = state::State::new(&options.projects);
+        let mut state = state::State::new(&options.projects);
+        state.metadata_service_account = options.metadata_service_account.clone();
         let shared = Arc::new(Shared { options, state: Mutex::new(state), verifier });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(http::serve(listener, Arc::clone(&shared), shutdown_rx));
@@ -240,6 +250,14 @@ impl GcpStandin {
             .map_err(|err| seed_error(format!("policy of {resource}"), err))
     }
 
+    /// Attaches a service account to the "instance" (`None` detaches it):
+    /// the metadata server's `service-accounts/default/token` then issues
+    /// tokens acting as `serviceAccount:EMAIL`, authorized by IAM like any
+    /// other. The account need not be seeded: IAM checks go by email.
+    pub fn set_metadata_service_account(&self, email: Option<&str>) {
+        self.shared.lock().metadata_service_account = email.map(str::to_owned);
+    }
+
     /// Makes the next `calls` calls of `method` (an RPC name such as
     /// `AccessSecretVersion`, or `None` for every method) fail with `code`.
     pub fn inject_fault(&self, method: Option<&str>, code: FaultCode, calls: u32) {
@@ -251,7 +269,8 @@ impl GcpStandin {
     }
 
     /// How many calls of `method` (RPC name, e.g. `AccessSecretVersion`,
-    /// `GenerateAccessToken`, `IdentityBindingToken`, `StsToken`) arrived,
+    /// `GenerateAccessToken`, `IdentityBindingToken`, `StsToken`,
+    /// `MetadataToken`, `MetadataEmail`) arrived,
     /// including refused and fault-injected ones.
     pub fn call_count(&self, method: &str) -> u64 {
         self.shared.lock().calls.get(method).copied().unwrap_or(0)

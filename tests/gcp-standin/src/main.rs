@@ -3,7 +3,7 @@
 //! ```text
 //! gcp-standin [--port P] [--admin-token T] [--project ID[:NUMBER]]...
 //!             [--issuer URL --workload-pool POOL [--issuer-ca FILE] [--identity-provider URL]]...
-//!             [--allow-anonymous-admin]
+//!             [--allow-anonymous-admin] [--metadata-service-account EMAIL]
 //! ```
 //! Prints `GCP_STANDIN_ENDPOINT=http://127.0.0.1:P` once listening, then serves
 //! until interrupted.
@@ -82,6 +82,7 @@ fn parse(args: Vec<String>) -> Result<Options, CliError> {
                 issuers.last_mut().ok_or_else(|| CliError::NoIssuer(flag.clone()))?.identity_provider = Some(provider);
             }
             "--allow-anonymous-admin" => options.allow_anonymous_admin = true,
+            "--metadata-service-account" => options.metadata_service_account = Some(value()?),
             _ => return Err(CliError::Unknown(flag)),
         }
     }
@@ -138,6 +139,14 @@ mod tests {
         assert_eq!(options.projects, [ProjectSpec { id: "demo".into(), number: 123 }]);
         assert_eq!(options.trusted_issuers[0].workload_pool, "demo.svc.id.goog");
         assert_eq!(options.trusted_issuers[0].identity_provider.as_deref(), Some("https://container"));
+        assert_eq!(options.metadata_service_account, None);
+    }
+
+    #[test]
+    fn metadata_service_account_flag_attaches_an_account() {
+        let options = parse(args("--metadata-service-account node@demo.iam.gserviceaccount.com")).expect("valid command line");
+        assert_eq!(options.metadata_service_account.as_deref(), Some("node@demo.iam.gserviceaccount.com"));
+        assert!(matches!(parse(args("--metadata-service-account")), Err(CliError::MissingValue { .. })));
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub(crate) struct State {
     pub(crate) tokens: HashMap<String, (Principal, Instant)>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) calls: BTreeMap<String, u64>,
+    /// The email the metadata server issues tokens for; `None`: no service
+    /// account attached (404).
+    pub(crate) metadata_service_account: Option<String>,
     counter: u64,
 }
 
@@ -102,6 +105,7 @@ impl State {
             tokens: HashMap::new(),
             faults: Vec::new(),
             calls: BTreeMap::new(),
+            metadata_service_account: None,
             counter: 0,
         };
         for project in projects {

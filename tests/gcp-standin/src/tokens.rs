@@ -25,7 +25,7 @@ fn oauth_error(code: u16, error: &str, description: impl Into<String>) -> Respon
 }
 
 /// Mints an opaque access token for `principal`.
-fn mint(shared: &Shared, principal: Principal, lifetime: u64) -> String {
+pub(crate) fn mint(shared: &Shared, principal: Principal, lifetime: u64) -> String {
     let mut random = [0u8; 24];
     rand::thread_rng().fill(&mut random);
     let hex: String = random.iter().map(|byte| format!("{byte:02x}")).collect();

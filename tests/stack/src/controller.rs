@@ -71,7 +71,9 @@ static STARTED: AtomicUsize = AtomicUsize::new(0);
 impl Stack {
     /// Starts the controller with `KUBECONFIG` (admin), `AWS_ENDPOINT_URL` =
     /// the guard, `AWS_REGION`, static dummy AWS keys (the no-auth path's
-    /// default chain; IMDS disabled), `--gcp-endpoint` = the GCP stand-in,
+    /// default chain; IMDS disabled), `--gcp-endpoint` = the GCP stand-in
+    /// (also its metadata server: `GOOGLE_APPLICATION_CREDENTIALS` and
+    /// `GCE_METADATA_HOST` are removed unless `options.env` sets them),
     /// `--health-addr` on a free port and `--log-format json`; waits until
     /// `/healthz` answers.
     pub async fn start_controller(&self, options: ControllerOptions) -> Result<ControllerProcess, StackError> {
@@ -103,6 +105,7 @@ impl Stack {
             .env_remove("AWS_ROLE_ARN")
             .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
             .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("GCE_METADATA_HOST")
             .env_remove("SECRETBRIDGE_NAMESPACE")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

@@ -5,5 +5,6 @@ mod common;
 mod drongo;
 mod iam_admin;
 mod kube_issuer;
+mod metadata_server;
 mod secret_manager;
 mod workload_identity;
