@@ -24,7 +24,7 @@ async fn ssm_namespace_with(stack: &Stack, prefix: &str, retry_settings: &serde_
 async fn ssm_store(stack: &Stack, ns: &str, retry_settings: &serde_json::Value) {
     stack.create_oidc_provider().await.unwrap();
     let pattern = format!("arn:aws:ssm:{}:{}:parameter/{ns}/*", stack.aws_region(), secretbridge_stack::AWS_ACCOUNT);
-    let role = stack.create_irsa_role(&ns, &ns, "app", &[&pattern], &[]).await.unwrap();
+    let role = stack.create_irsa_role(ns, ns, "app", &[&pattern], &[]).await.unwrap();
     stack.create_service_account(ns, "app", &[(AWS_ROLE_ARN_ANNOTATION, &role)]).await.unwrap();
     let mut store = json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "ssm", "namespace": ns},
         "spec": {"provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
