@@ -47,6 +47,9 @@ pub struct RealBackends {
     gcp: GcpEndpoints,
     http: JsonClient,
     cache: tokio::sync::Mutex<HashMap<String, Cached>>,
+    /// Whether a namespaced SecretStore without an auth block may use the
+    /// controller's own identity (off by default: see [`Self::check_identity`]).
+    secret_stores_use_controller_identity: bool,
 }
 
 impl RealBackends {
@@ -59,6 +62,7 @@ impl RealBackends {
             gcp,
             http: JsonClient::new()?,
             cache: tokio::sync::Mutex::new(HashMap::new()),
+            secret_stores_use_controller_identity: false,
         })
     }
 
@@ -111,6 +115,36 @@ impl RealBackends {
             .and_then(|s| s.token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Self::permanent(store, "TokenRequest", "the API server answered without a token".to_string()))
+    }
+
+    /// Lets namespaced SecretStores without an auth block authenticate as
+    /// the controller (`--secret-stores-may-use-controller-identity`).
+    pub fn with_secret_stores_using_controller_identity(mut self, allowed: bool) -> Self {
+        self.secret_stores_use_controller_identity = allowed;
+        self
+    }
+
+    /// A store without an auth block authenticates as the controller itself
+    /// (AWS default chain, GCP metadata server). A ClusterSecretStore is the
+    /// cluster admin's and names the namespaces it serves; a SecretStore is
+    /// any namespace's, so by default it may not borrow that identity: it
+    /// would let every namespace that can create one read what the
+    /// controller can.
+    fn check_identity(&self, store: &ResolvedStore) -> Result<(), CredentialError> {
+        if store.kind == secretbridge_shared::StoreKind::SecretStore && store.service_account.is_none() && !self.secret_stores_use_controller_identity {
+            return Err(Self::permanent(
+                store,
+                "validate store",
+                format!(
+                    "SecretStore {} has no auth block, so it would authenticate as the controller itself, which namespaced stores may not \
+                     (every namespace could then read what the controller can); give it auth (jwt.serviceAccountRef for AWS, \
+                     workloadIdentity for GCP), use a ClusterSecretStore whose conditions name the namespaces, or start the \
+                     controller with --secret-stores-may-use-controller-identity=true",
+                    store.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Application Default Credentials for a GCP store without an auth
@@ -317,6 +351,7 @@ impl BackendFactory for RealBackends {
             {
                 return Ok(cached.client.clone());
             }
+            self.check_identity(store)?;
             let built = match &store.provider {
                 StoreProvider::Aws(aws) => self.aws_client(store, aws).await?,
                 StoreProvider::Gcpsm(gcp) => self.gcp_client(store, gcp).await?,

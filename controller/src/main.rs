@@ -39,6 +39,10 @@ run options (each also read from the environment variable in brackets):
   --renew-deadline D       how long the leader retries renewing before it stops (default 10s)
   --retry-period D         pause between acquire/renew attempts (default 2s)
   --identity ID            this replica's holder identity (default POD_NAME, else host_pid)
+  --secret-stores-may-use-controller-identity BOOL
+                           let a namespaced SecretStore without an auth block authenticate
+                           as the controller itself (default false: only ClusterSecretStores
+                           may) [SECRETBRIDGE_SECRET_STORES_MAY_USE_CONTROLLER_IDENTITY]
 Durations are like 15s, 1m30s. AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows
 KUBECONFIG or the in-cluster config. GCP stores without an auth block use Application Default
 Credentials from the metadata server: metadata.google.internal, or GCE_METADATA_HOST (HOST:PORT,
@@ -68,6 +72,8 @@ struct RunOptions {
     renew_deadline: Duration,
     retry_period: Duration,
     identity: Option<String>,
+    /// Whether namespaced SecretStores without auth may use the controller's identity.
+    secret_stores_may_use_controller_identity: bool,
 }
 
 fn parse_bool(name: &str, text: &str) -> Result<bool, String> {
@@ -103,6 +109,10 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
         identity: None,
+        secret_stores_may_use_controller_identity: match env("SECRETBRIDGE_SECRET_STORES_MAY_USE_CONTROLLER_IDENTITY") {
+            Some(text) => parse_bool("SECRETBRIDGE_SECRET_STORES_MAY_USE_CONTROLLER_IDENTITY", &text)?,
+            None => false,
+        },
     };
     let mut concurrency = env("SECRETBRIDGE_CONCURRENCY");
     let mut iter = args.iter();
@@ -118,6 +128,9 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
             "--concurrency" => concurrency = Some(value()?),
             "--metrics-addr" | "--health-addr" => options.metrics_addr = Some(value()?),
             "--namespace" => options.namespace = Some(value()?),
+            "--secret-stores-may-use-controller-identity" => {
+                options.secret_stores_may_use_controller_identity = parse_bool(name, &value()?)?;
+            }
             "--gcp-endpoint" => options.gcp_endpoint = Some(value()?),
             // A bare `--leader-elect` means true, as with Go's flag package.
             "--leader-elect" => options.leader_elect = match &inline {
@@ -203,7 +216,8 @@ async fn run(options: RunOptions) -> Result<(), String> {
         .unwrap_or_default()
         .with_adc_environment(options.credentials_file.as_deref(), options.metadata_host.as_deref());
     let backends = RealBackends::new(client.clone(), metrics.calls.clone(), AwsSettings::from_env(), gcp)
-        .map_err(|e| format!("setting up the HTTP client failed: {e}"))?;
+        .map_err(|e| format!("setting up the HTTP client failed: {e}"))?
+        .with_secret_stores_using_controller_identity(options.secret_stores_may_use_controller_identity);
     let mut context = Context::new(client.clone(), Arc::new(backends));
     context.metrics = metrics.clone();
     let context = Arc::new(context);
@@ -411,6 +425,17 @@ mod tests {
         assert_eq!(alias.metrics_addr.as_deref(), Some("127.0.0.1:1"));
         assert!(alias.leader_elect);
         assert_eq!(lease_config(&alias, "default".into()).map(|c| c.namespace), Ok("ops".to_string()));
+    }
+
+    #[test]
+    fn namespaced_stores_borrow_the_controller_identity_only_when_allowed() {
+        assert!(!parse_run(&args(&[])).expect("no flags").secret_stores_may_use_controller_identity, "off by default");
+        let options = parse_run(&args(&["--secret-stores-may-use-controller-identity=true"])).expect("valid flag");
+        assert!(options.secret_stores_may_use_controller_identity);
+        assert!(
+            parse_run(&args(&["--secret-stores-may-use-controller-identity", "maybe"]))
+                .is_err_and(|m| m.contains("--secret-stores-may-use-controller-identity"))
+        );
     }
 
     #[test]

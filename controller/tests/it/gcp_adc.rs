@@ -3,12 +3,14 @@
 //! identity (the GCP stand-in's metadata server, reached through
 //! `GCE_METADATA_HOST`, acting as the service account attached to it). What
 //! that account was granted syncs; the rest is refused with GCP's permission
-//! error in the ExternalSecret's status.
+//! error in the ExternalSecret's status. Only a ClusterSecretStore may
+//! borrow the controller's identity by default: a namespaced SecretStore
+//! without auth is refused, naming the flag that allows it.
 
 use crate::process::eventually;
 use crate::support::*;
 use kube::Api;
-use secretbridge_shared::{ConditionStatus, SecretStore};
+use secretbridge_shared::{ClusterSecretStore, ConditionStatus};
 use secretbridge_stack::{metric_value, ready_condition};
 
 const GRANTED: &str = "adc-granted";
@@ -29,6 +31,15 @@ async fn gcp_store_without_auth_reads_as_the_metadata_servers_service_account() 
     let options = controller_options().with_env("GCE_METADATA_HOST", gcp.addr().to_string());
     let controller = stack.start_controller(options).await.unwrap_or_else(|e| panic!("starting the controller failed: {e}"));
     let project = stack.gcp_project();
+    let cluster_store = format!("gcp-adc-{namespace}");
+    stack
+        .apply_value(
+            &serde_json::json!({"apiVersion": "secretbridge.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": cluster_store},
+                "spec": {"provider": {"gcpsm": {"projectID": project}}, "conditions": [{"namespaces": [namespace]}]}}),
+            None,
+        )
+        .await
+        .unwrap();
     stack
         .apply_yaml_in(
             &namespace,
@@ -41,9 +52,17 @@ spec: {{provider: {{gcpsm: {{projectID: {project}}}}}}}
 ---
 apiVersion: secretbridge.io/v1
 kind: ExternalSecret
-metadata: {{name: granted}}
+metadata: {{name: namespaced}}
 spec:
   secretStoreRef: {{name: gcp-adc, kind: SecretStore}}
+  target: {{name: namespaced}}
+  data: [{{secretKey: value, remoteRef: {{key: {GRANTED}}}}}]
+---
+apiVersion: secretbridge.io/v1
+kind: ExternalSecret
+metadata: {{name: granted}}
+spec:
+  secretStoreRef: {{name: {cluster_store}, kind: ClusterSecretStore}}
   target: {{name: granted}}
   data: [{{secretKey: value, remoteRef: {{key: {GRANTED}}}}}]
 ---
@@ -51,7 +70,7 @@ apiVersion: secretbridge.io/v1
 kind: ExternalSecret
 metadata: {{name: ungranted}}
 spec:
-  secretStoreRef: {{name: gcp-adc, kind: SecretStore}}
+  secretStoreRef: {{name: {cluster_store}, kind: ClusterSecretStore}}
   target: {{name: ungranted}}
   data: [{{secretKey: value, remoteRef: {{key: {UNGRANTED}}}}}]
 "#
@@ -59,6 +78,17 @@ spec:
         )
         .await
         .unwrap();
+
+    // The namespaced store may not act as the controller: refused, naming the way out.
+    let blocked = stack
+        .wait_external_secret(&namespace, "namespaced", SYNC_TIMEOUT, "Ready=False: a SecretStore may not use the controller's identity", |es| {
+            ready_condition(es).is_some_and(|c| c.status == ConditionStatus::False)
+        })
+        .await
+        .or_logs(&controller, "the namespaced store is refused");
+    let message = ready_condition(&blocked).and_then(|c| c.message.clone()).unwrap_or_default();
+    assert!(message.contains("--secret-stores-may-use-controller-identity") && message.contains("ClusterSecretStore"), "{message}");
+    assert!(stack.get_secret(&namespace, "namespaced").await.unwrap().is_none(), "nothing read for the refused store");
 
     stack.wait_ready(&namespace, "granted", SYNC_TIMEOUT).await.or_logs(&controller, "the granted secret syncs");
     stack
@@ -77,11 +107,11 @@ spec:
     assert!(message.contains(UNGRANTED), "the refusal names the secret: {message}");
     assert!(stack.get_secret(&namespace, "ungranted").await.unwrap().is_none(), "no Secret for the refused one");
 
-    let stores: Api<SecretStore> = Api::namespaced(stack.client(), &namespace);
+    let stores: Api<ClusterSecretStore> = Api::all(stack.client());
     let store_message = eventually("the store to be Ready with metadata-server credentials", || {
-        let stores = stores.clone();
+        let (stores, name) = (stores.clone(), cluster_store.clone());
         async move {
-            let ready = stores.get("gcp-adc").await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+            let ready = stores.get(&name).await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
             (ready.status == ConditionStatus::True).then(|| ready.message.unwrap_or_default())
         }
     })
