@@ -1,8 +1,8 @@
-//! Request routing: admin API, STS web identity, guarded data calls, pass-through.
+//! Request routing: admin API, STS web identity and role chaining, guarded data calls, pass-through.
 
 use crate::backend::role_name;
 use crate::jwt::{Jwks, UnverifiedToken};
-use crate::policy::{Decision, PolicyDocument, Request as PolicyRequest, evaluate};
+use crate::policy::{Decision, PolicyDocument, Principal, Request as PolicyRequest, evaluate};
 use crate::{Body, Session, State};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -111,8 +111,10 @@ pub(crate) async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> R
                 state.forget_policies();
             }
         }
-        if params.get("Action").map(String::as_str) == Some("AssumeRoleWithWebIdentity") {
-            return Ok(assume_role_with_web_identity(&state, parts, params, body).await);
+        match params.get("Action").map(String::as_str) {
+            Some("AssumeRoleWithWebIdentity") => return Ok(assume_role_with_web_identity(&state, parts, params, body).await),
+            Some("AssumeRole") => return Ok(assume_role(&state, parts, params, body).await),
+            _ => {}
         }
         return Ok(forward(&state, parts, full(body)).await);
     }
@@ -221,7 +223,7 @@ fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// Why a web identity request is refused: (HTTP status, STS error code, message).
+/// Why an STS request is refused: (HTTP status, STS error code, message).
 struct Refusal(StatusCode, &'static str, String);
 
 fn invalid_token(message: impl Into<String>) -> Refusal {
@@ -334,7 +336,7 @@ async fn authorize_web_identity(state: &State, role_arn: &str, token: &str) -> R
     let request = PolicyRequest {
         action: "sts:AssumeRoleWithWebIdentity".into(),
         resource: None,
-        federated_principal: Some(provider.arn),
+        principal: Some(Principal::Federated(provider.arn)),
         context,
     };
     match evaluate([&trust], &request) {
@@ -357,6 +359,12 @@ async fn assume_role_with_web_identity(
         tracing::info!(%role_arn, code, %message, "aws-guard refused AssumeRoleWithWebIdentity");
         return sts_error(status, code, &message);
     }
+    forward_and_remember(state, parts, body, &role_arn).await
+}
+
+/// Forwards an authorized `Assume*` call to moto and remembers the session it
+/// issues, so calls signed with its key are authorized as `role_arn`.
+async fn forward_and_remember(state: &State, parts: http::request::Parts, body: Bytes, role_arn: &str) -> Response<Body> {
     let (resp_parts, resp_body) = match forward_buffered(state, parts, body).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -373,10 +381,110 @@ async fn assume_role_with_web_identity(
                     .ok()
                     .and_then(|d| SystemTime::try_from(d).ok())
             });
-            state.remember(access_key.to_string(), Session { role_arn: role_arn.clone(), assumed_role_arn, expires });
+            state.remember(access_key.to_string(), Session { role_arn: role_arn.to_string(), assumed_role_arn, expires });
         }
     }
     rebuild(resp_parts, resp_body)
+}
+
+/// The longest session AWS issues to a role chain (`DurationSeconds` above fails).
+const ROLE_CHAINING_MAX_SECS: u64 = 3600;
+
+/// Checks an `AssumeRole` by a session the guard issued, as AWS does for a
+/// same- or cross-account role chain.
+async fn authorize_assume_role(
+    state: &State,
+    caller: &Session,
+    role_arn: &str,
+    params: &HashMap<String, String>,
+) -> Result<(), Refusal> {
+    if caller.expires.is_some_and(|exp| exp <= SystemTime::now()) {
+        return Err(Refusal(StatusCode::FORBIDDEN, "ExpiredToken", "The security token included in the request is expired".into()));
+    }
+    if params.get("DurationSeconds").and_then(|d| d.parse::<u64>().ok()).is_some_and(|d| d > ROLE_CHAINING_MAX_SECS) {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.".into(),
+        ));
+    }
+    let denied = || {
+        Refusal(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!("User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}", caller.assumed_role_arn),
+        )
+    };
+    let lookup_failed = |e: crate::backend::LookupError| Refusal(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string());
+    // A role that does not exist is refused like one that does not trust the caller.
+    let trust = state.backend.trust_policy(role_name(role_arn)).await.map_err(lookup_failed)?.ok_or_else(denied)?;
+    let account = caller.role_arn.split(':').nth(4).unwrap_or_default().to_string();
+    let mut context = BTreeMap::new();
+    context.insert("aws:principalarn".to_string(), vec![caller.role_arn.clone()]);
+    context.insert("aws:principalaccount".to_string(), vec![account.clone()]);
+    if let Some(name) = params.get("RoleSessionName") {
+        context.insert("sts:rolesessionname".to_string(), vec![name.clone()]);
+    }
+    if let Some(external_id) = params.get("ExternalId") {
+        context.insert("sts:externalid".to_string(), vec![external_id.clone()]);
+    }
+    let trust_names = |names: Vec<String>| PolicyRequest {
+        action: "sts:AssumeRole".into(),
+        resource: None,
+        principal: Some(Principal::Aws(names)),
+        context: context.clone(),
+    };
+    // An assumed-role session is named in a trust policy by its role's ARN
+    // (the usual form), by itself, by its account, or by "*".
+    let every_name = vec![
+        "*".to_string(),
+        caller.role_arn.clone(),
+        caller.assumed_role_arn.clone(),
+        format!("arn:aws:iam::{account}:root"),
+        account.clone(),
+    ];
+    if evaluate([&trust], &trust_names(every_name)) != Decision::Allow {
+        return Err(denied());
+    }
+    // Role trust policies need the caller's identity policies to allow the
+    // call too, except when they name the session principal itself in the
+    // same account (IAM policy evaluation logic, "resource-based policies").
+    let policies = state.identity_policies(role_name(&caller.role_arn)).await.map_err(lookup_failed)?;
+    let identity = PolicyRequest {
+        action: "sts:AssumeRole".into(),
+        resource: Some(role_arn.to_string()),
+        principal: None,
+        context: context.clone(),
+    };
+    let same_account = role_arn.split(':').nth(4) == Some(account.as_str());
+    match evaluate(policies.iter(), &identity) {
+        Decision::Allow => Ok(()),
+        Decision::ExplicitDeny => Err(denied()),
+        Decision::ImplicitDeny
+            if same_account && evaluate([&trust], &trust_names(vec![caller.assumed_role_arn.clone()])) == Decision::Allow =>
+        {
+            Ok(())
+        }
+        Decision::ImplicitDeny => Err(denied()),
+    }
+}
+
+/// `sts:AssumeRole`. A caller signing with a key the guard issued is checked
+/// like AWS checks a role chain; any other key is moto's admin and passes,
+/// as for data calls. Either way the new session is remembered, so its calls
+/// are authorized against the target role's policies.
+async fn assume_role(state: &State, parts: http::request::Parts, params: HashMap<String, String>, body: Bytes) -> Response<Body> {
+    const API: &str = "AssumeRole";
+    let role_arn = params.get("RoleArn").cloned().unwrap_or_default();
+    let caller = sigv4_caller(&parts.headers).and_then(|(access_key, _)| state.session(&access_key));
+    if let Some(caller) = &caller
+        && let Err(Refusal(status, code, message)) = authorize_assume_role(state, caller, &role_arn, &params).await
+    {
+        state.count_denied(API);
+        tracing::info!(%role_arn, caller = %caller.assumed_role_arn, code, %message, "aws-guard refused AssumeRole");
+        return sts_error(status, code, &message);
+    }
+    forward_and_remember(state, parts, body, &role_arn).await
 }
 
 /// The data operations the guard authorizes, by `X-Amz-Target`.
@@ -457,7 +565,7 @@ impl Caller {
         let req = PolicyRequest {
             action: action.to_string(),
             resource: Some(resource.to_string()),
-            federated_principal: None,
+            principal: None,
             context,
         };
         evaluate(self.policies.iter(), &req)
@@ -532,7 +640,7 @@ async fn data_call(state: Arc<State>, req: http::Request<Incoming>, op: DataOp) 
         return forward(&state, parts, full(body)).await;
     };
     let Some(session) = state.session(&access_key) else {
-        // Not a web-identity session: moto's admin, as the seeding and provider tests use.
+        // Not a session the guard issued: moto's admin, as the seeding and provider tests use.
         return forward(&state, parts, full(body)).await;
     };
     if session.expires.is_some_and(|exp| exp <= SystemTime::now()) {

@@ -13,6 +13,15 @@
 //!   `sts:AssumeRoleWithWebIdentity` for that provider with the `ISSUER:sub` /
 //!   `ISSUER:aud` conditions. On success moto issues the credentials and the guard
 //!   remembers access key id -> role.
+//! * `AssumeRole` signed with a remembered key (a role chain): the target
+//!   role's trust policy must allow `sts:AssumeRole` for the caller (`{"AWS": ..}`
+//!   naming its role ARN, its session ARN, its account or `*`), and the caller's
+//!   identity policies must allow `sts:AssumeRole` on the target role ARN, unless
+//!   the trust policy names the session itself in the same account; a chained
+//!   session may not ask for more than an hour. Refusals are STS's `AccessDenied`
+//!   (`User: SESSION_ARN is not authorized to perform: sts:AssumeRole on resource:
+//!   ROLE_ARN`). Signed with any other key it passes as moto's admin. Either way
+//!   the issued key is remembered for the target role.
 //! * Data calls (`AmazonSSM.GetParameter|GetParameters|GetParametersByPath`,
 //!   `secretsmanager.GetSecretValue|DescribeSecret|BatchGetSecretValue`) signed
 //!   with a remembered access key are evaluated against the role's inline and
@@ -148,7 +157,7 @@ impl Stats {
     }
 }
 
-/// A web-identity session the guard has seen issued.
+/// A session the guard has seen issued (`AssumeRoleWithWebIdentity` or `AssumeRole`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The role ARN that was assumed.

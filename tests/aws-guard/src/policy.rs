@@ -1,7 +1,7 @@
 //! IAM policy documents and their evaluation, as far as the guard needs it.
 //!
 //! Supported: `Effect`, `Action`/`NotAction`, `Resource`/`NotResource`,
-//! `Principal` (`"*"` or `{"Federated": ..}`), and `Condition` with the
+//! `Principal` (`"*"`, `{"Federated": ..}` or `{"AWS": ..}`), and `Condition` with the
 //! string operators (`StringEquals`, `StringNotEquals`, `StringEqualsIgnoreCase`,
 //! `StringNotEqualsIgnoreCase`, `StringLike`, `StringNotLike`), their
 //! `...IfExists` forms and the `ForAnyValue:`/`ForAllValues:` set prefixes.
@@ -38,11 +38,21 @@ pub struct Statement {
     pub actions: PatternList,
     /// Resource patterns; `None` when the statement has no Resource (trust policies).
     pub resources: Option<PatternList>,
-    /// Federated principals named by the statement; `None` when the statement has
-    /// no Principal (identity policies); `Some(["*"])` for `"Principal": "*"`.
-    pub federated: Option<Vec<String>>,
+    /// Principals named by the statement; `None` when the statement has no
+    /// Principal (identity policies).
+    pub principals: Option<Principals>,
     /// Conditions: operator -> key -> allowed values.
     pub conditions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+/// The `Principal` element of a statement. `"Principal": "*"` names `"*"` in both lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principals {
+    /// `{"Federated": ..}`: identity provider ARNs, or `"*"`.
+    pub federated: Vec<String>,
+    /// `{"AWS": ..}`: role, session, user or account (`arn:aws:iam::ACCT:root`
+    /// or the bare account id) ARNs, or `"*"`.
+    pub aws: Vec<String>,
 }
 
 /// A list of wildcard patterns, possibly negated (`NotAction`, `NotResource`).
@@ -136,10 +146,13 @@ impl PolicyDocument {
                 (None, Some(n)) => Some(PatternList { patterns: n.into_vec(), negated: true }),
                 (None, None) => None,
             };
-            let federated = raw.principal.map(|p| match &p {
-                Value::String(s) => vec![s.clone()],
-                Value::Object(map) => map.get("Federated").map(strings_of).unwrap_or_default(),
-                _ => Vec::new(),
+            let principals = raw.principal.map(|p| match &p {
+                Value::String(s) => Principals { federated: vec![s.clone()], aws: vec![s.clone()] },
+                Value::Object(map) => Principals {
+                    federated: map.get("Federated").map(strings_of).unwrap_or_default(),
+                    aws: map.get("AWS").map(strings_of).unwrap_or_default(),
+                },
+                _ => Principals::default(),
             });
             let conditions = raw
                 .condition
@@ -153,7 +166,7 @@ impl PolicyDocument {
                     (op, keys)
                 })
                 .collect();
-            statements.push(Statement { effect, actions, resources, federated, conditions });
+            statements.push(Statement { effect, actions, resources, principals, conditions });
         }
         Ok(PolicyDocument { statements })
     }
@@ -197,10 +210,22 @@ pub struct Request {
     pub action: String,
     /// The resource ARN (`*` for actions without a resource); `None` for trust policies.
     pub resource: Option<String>,
-    /// The federated principal (provider ARN) for trust-policy evaluation.
-    pub federated_principal: Option<String>,
+    /// Who asks, for trust-policy evaluation; `None` for identity policies.
+    pub principal: Option<Principal>,
     /// Condition context: lower-cased key -> values.
     pub context: BTreeMap<String, Vec<String>>,
+}
+
+/// Who asks to assume a role, as a trust policy's `Principal` can name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A web identity: the IAM OIDC provider ARN.
+    Federated(String),
+    /// An AWS identity, by every name a statement may use for it (e.g. the
+    /// role ARN, the assumed-role session ARN, `arn:aws:iam::ACCT:root`, the
+    /// account id). A statement's `"*"` only matches when `"*"` is listed, so
+    /// a caller can ask "does the trust name me directly?".
+    Aws(Vec<String>),
 }
 
 /// The outcome of evaluating a set of policies for one request.
@@ -272,14 +297,14 @@ impl Statement {
                 None => return false,
             }
         }
-        if let Some(principal) = &req.federated_principal {
-            match &self.federated {
-                Some(fed) => {
-                    if !fed.iter().any(|f| f == "*" || f == principal) {
-                        return false;
-                    }
-                }
-                None => return false,
+        if let Some(principal) = &req.principal {
+            let Some(named) = &self.principals else { return false };
+            let matches = match principal {
+                Principal::Federated(provider) => named.federated.iter().any(|f| f == "*" || f == provider),
+                Principal::Aws(names) => named.aws.iter().any(|a| names.contains(a)),
+            };
+            if !matches {
+                return false;
             }
         }
         self.conditions.iter().all(|(op, keys)| {
@@ -355,7 +380,7 @@ mod tests {
         Request {
             action: "sts:AssumeRoleWithWebIdentity".into(),
             resource: None,
-            federated_principal: Some("arn:aws:iam::1:oidc-provider/issuer.example/id/1".into()),
+            principal: Some(Principal::Federated("arn:aws:iam::1:oidc-provider/issuer.example/id/1".into())),
             context,
         }
     }
@@ -370,8 +395,29 @@ mod tests {
         assert_eq!(evaluate([&p], &trust_req("system:serviceaccount:app:reader")), Decision::Allow);
         assert_eq!(evaluate([&p], &trust_req("system:serviceaccount:other:reader")), Decision::ImplicitDeny);
         let mut other_principal = trust_req("system:serviceaccount:app:reader");
-        other_principal.federated_principal = Some("arn:aws:iam::1:oidc-provider/elsewhere".into());
+        other_principal.principal = Some(Principal::Federated("arn:aws:iam::1:oidc-provider/elsewhere".into()));
         assert_eq!(evaluate([&p], &other_principal), Decision::ImplicitDeny);
+    }
+
+    fn assume_req(names: &[&str]) -> Request {
+        Request {
+            action: "sts:AssumeRole".into(),
+            principal: Some(Principal::Aws(names.iter().map(|n| n.to_string()).collect())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn trust_policy_matches_aws_principals_by_name() {
+        let p = doc(r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::1:role/first"]},
+            "Action":"sts:AssumeRole"}]}"#);
+        assert_eq!(evaluate([&p], &assume_req(&["arn:aws:iam::1:role/first", "arn:aws:sts::1:assumed-role/first/s"])), Decision::Allow);
+        assert_eq!(evaluate([&p], &assume_req(&["arn:aws:iam::1:role/other"])), Decision::ImplicitDeny);
+        let fed = Request { principal: Some(Principal::Federated("arn:aws:iam::1:role/first".into())), ..assume_req(&[]) };
+        assert_eq!(evaluate([&p], &fed), Decision::ImplicitDeny, "an AWS principal is not a federated one");
+        let any = doc(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole"}]}"#);
+        assert_eq!(evaluate([&any], &assume_req(&["*", "arn:aws:iam::1:role/x"])), Decision::Allow);
+        assert_eq!(evaluate([&any], &assume_req(&["arn:aws:iam::1:role/x"])), Decision::ImplicitDeny, "\"*\" only when asked for");
     }
 
     #[test]

@@ -35,17 +35,45 @@ impl Stack {
     /// Registers the cluster's issuer as an IAM OIDC provider (client id
     /// `sts.amazonaws.com`), as EKS setup does. Idempotent.
     pub async fn create_oidc_provider(&self) -> Result<String, StackError> {
-        let answer = self
-            .iam_admin()?
+        self.create_oidc_provider_for(&[AWS_AUDIENCE]).await
+    }
+
+    /// Registers the cluster's issuer as an IAM OIDC provider accepting these
+    /// audiences (client ids). Idempotent when an existing provider already
+    /// accepts them all; moto has no `AddClientIDToOpenIDConnectProvider`, so
+    /// call this before anything registers the provider with fewer.
+    pub async fn create_oidc_provider_for(&self, audiences: &[&str]) -> Result<String, StackError> {
+        let iam = self.iam_admin()?;
+        let mut request = iam
             .create_open_id_connect_provider()
             .url(self.issuer())
-            .client_id_list(AWS_AUDIENCE)
-            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-            .send()
-            .await;
-        match answer {
+            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280");
+        for audience in audiences {
+            request = request.client_id_list(*audience);
+        }
+        match request.send().await {
             Ok(created) => Ok(created.open_id_connect_provider_arn().unwrap_or_default().to_string()),
-            Err(error) if error.code() == Some("EntityAlreadyExists") => Ok(self.oidc_provider_arn()),
+            Err(error) if error.code() == Some("EntityAlreadyExists") => {
+                let arn = self.oidc_provider_arn();
+                let existing = iam
+                    .get_open_id_connect_provider()
+                    .open_id_connect_provider_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(StackError::aws("reading the OIDC provider"))?;
+                let missing: Vec<&str> =
+                    audiences.iter().copied().filter(|a| !existing.client_id_list().iter().any(|c| c == a)).collect();
+                if missing.is_empty() {
+                    Ok(arn)
+                } else {
+                    Err(StackError::Aws {
+                        action: "registering the OIDC provider".into(),
+                        message: format!(
+                            "{arn} exists without the audiences {missing:?}; call create_oidc_provider_for with every audience before anything else registers the provider"
+                        ),
+                    })
+                }
+            }
             Err(error) => Err(StackError::aws("creating the OIDC provider")(error)),
         }
     }
@@ -77,6 +105,21 @@ impl Stack {
         parameters: &[&str],
         secrets: &[&str],
     ) -> Result<String, StackError> {
+        self.create_irsa_role_for_audience(name, namespace, service_account, AWS_AUDIENCE, parameters, secrets).await
+    }
+
+    /// Like [`Stack::create_irsa_role`], with the trust policy requiring the
+    /// token audience `audience` (a ServiceAccount's `eks.amazonaws.com/audience`).
+    /// The OIDC provider must accept it: see [`Stack::create_oidc_provider_for`].
+    pub async fn create_irsa_role_for_audience(
+        &self,
+        name: &str,
+        namespace: &str,
+        service_account: &str,
+        audience: &str,
+        parameters: &[&str],
+        secrets: &[&str],
+    ) -> Result<String, StackError> {
         let provider = self.issuer_host_path();
         let trust = json!({
             "Version": "2012-10-17",
@@ -86,10 +129,52 @@ impl Stack {
                 "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {"StringEquals": {
                     format!("{provider}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
-                    format!("{provider}:aud"): AWS_AUDIENCE,
+                    format!("{provider}:aud"): audience,
                 }}
             }]
         });
+        self.create_role_with_trust(name, &trust, parameters, secrets).await
+    }
+
+    /// Creates a role that the role `trusted_role_arn` may chain into with
+    /// `sts:AssumeRole` (trust principal `{"AWS": trusted_role_arn}`, as ESO's
+    /// `provider.aws.role` needs), with the read policy of
+    /// [`Stack::create_irsa_role`]. The trusted role still needs an
+    /// `sts:AssumeRole` grant of its own: see [`Stack::allow_assume_role`].
+    pub async fn create_chained_role(
+        &self,
+        name: &str,
+        trusted_role_arn: &str,
+        parameters: &[&str],
+        secrets: &[&str],
+    ) -> Result<String, StackError> {
+        let trust = json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": trusted_role_arn}, "Action": "sts:AssumeRole"}]
+        });
+        self.create_role_with_trust(name, &trust, parameters, secrets).await
+    }
+
+    /// Grants role `name` `sts:AssumeRole` on `target_role_arn` (inline policy `NAME-assume`).
+    pub async fn allow_assume_role(&self, name: &str, target_role_arn: &str) -> Result<(), StackError> {
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": target_role_arn}]
+        });
+        self.iam_admin()?
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(format!("{name}-assume"))
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .map_err(StackError::aws(format!("granting role {name} sts:AssumeRole on {target_role_arn}")))?;
+        Ok(())
+    }
+
+    /// Creates role `name` with this trust policy and the read policy for
+    /// `parameters` and `secrets`; returns its ARN.
+    async fn create_role_with_trust(&self, name: &str, trust: &Value, parameters: &[&str], secrets: &[&str]) -> Result<String, StackError> {
         let iam = self.iam_admin()?;
         let created = iam
             .create_role()

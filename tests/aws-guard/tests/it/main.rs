@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod assume_role;
 mod data_calls;
 mod faults;
 mod kube_tokens;
