@@ -191,7 +191,7 @@ impl RealBackends {
             if let Some(role) = &aws.role {
                 let chained = self.aws.assume_role(&aws.region, current, role, &session).await;
                 self.metrics.record("sts", "AssumeRole", status_of(&chained));
-                (current, expiry) = chained.map_err(|e| Self::error(store, "AssumeRole", e))?;
+                (current, expiry) = chained.map_err(|e| Self::error(store, "AssumeRole", chain_advice(e, role, Some(&role_arn))))?;
             }
             renew_at = Some(renew_instant(expiry));
             credentials = Some(current);
@@ -203,7 +203,7 @@ impl RealBackends {
                 .map_err(|e| CredentialError { store: store.name.clone(), step: "default credentials", message: e.to_string(), transient: true })?;
             let chained = self.aws.assume_role(&aws.region, own, role, "secretbridge").await;
             self.metrics.record("sts", "AssumeRole", status_of(&chained));
-            let (current, expiry) = chained.map_err(|e| Self::error(store, "AssumeRole", e))?;
+            let (current, expiry) = chained.map_err(|e| Self::error(store, "AssumeRole", chain_advice(e, role, None)))?;
             renew_at = Some(renew_instant(expiry));
             credentials = Some(current);
         }
@@ -302,6 +302,21 @@ impl RealBackends {
         };
         Ok(Cached { client, renew_at: Some(renew_instant(Some(SystemTime::now() + expires_in))) })
     }
+}
+
+/// Adds what to check to a refused `sts:AssumeRole` into the store's `role`:
+/// both ends of the chain must agree.
+fn chain_advice(error: CallError, role: &str, from: Option<&str>) -> CallError {
+    if error.kind != crate::backend::CallErrorKind::AccessDenied {
+        return error;
+    }
+    let from = from.unwrap_or("the controller's own role");
+    let message = format!(
+        "{}; check that the trust policy of {role} (spec.provider.aws.role) names {from} as a principal, \
+         and that {from} may sts:AssumeRole on {role}",
+        error.message
+    );
+    CallError::new(error.kind, message)
 }
 
 fn status_of<T>(result: &Result<T, CallError>) -> &'static str {

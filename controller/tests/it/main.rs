@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod aws_chain;
 mod backends;
 mod coalescing;
 mod convert_cli;
