@@ -12,14 +12,15 @@ use std::process::Command;
 use crate::error::BenchError;
 use crate::report::Row;
 
-/// Anchors the provider figures are compared with.
+/// Anchors the recorded figures are compared with (the driver's own RPC and
+/// start figures carry theirs, from `provider_rpc`).
 fn anchor(name: &str) -> &'static str {
     if name.starts_with("RPC") {
-        "tf-provider 0.2.2: ~40 ms per RPC"
+        crate::provider_rpc::ANCHOR_RPC
     } else if name.starts_with("no-op plan") {
         "1.00 = as fast as Terraform's built-in provider"
     } else {
-        "Terraform waits for this on every plugin start"
+        crate::provider_rpc::ANCHOR_START
     }
 }
 

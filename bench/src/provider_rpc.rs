@@ -21,8 +21,10 @@ use crate::error::BenchError;
 use crate::report::Row;
 use crate::stats::percentile;
 
-const ANCHOR_RPC: &str = "tf-provider 0.2.2: ~40 ms per RPC";
-const ANCHOR_START: &str = "Terraform waits for this on every plugin start";
+/// What the RPC figures are compared with.
+pub const ANCHOR_RPC: &str = "tf-provider 0.2.2: ~40 ms per RPC";
+/// What the start figure is compared with.
+pub const ANCHOR_START: &str = "Terraform waits for this on every plugin start";
 /// Provider starts timed for the handshake figure.
 const STARTS: usize = 20;
 /// Sequential calls per timed RPC (a quarter of it for the large schema).
