@@ -245,6 +245,16 @@ pub fn code_of(err: &google_cloud_gax::error::Error) -> String {
     err.status().map(|status| format!("{:?}", status.code)).unwrap_or_else(|| format!("no status: {err}"))
 }
 
+/// Reads the `latest` version of secret `id` in [`PROJECT`] as `client`'s
+/// caller: the payload, or the client error (e.g. `PermissionDenied`).
+pub async fn read_latest(
+    client: &google_cloud_secretmanager_v1::client::SecretManagerService,
+    id: &str,
+) -> Result<Vec<u8>, google_cloud_gax::error::Error> {
+    let read = client.access_secret_version().set_name(format!("projects/{PROJECT}/secrets/{id}/versions/latest")).send().await?;
+    Ok(read.payload.expect("an accessed version has a payload").data.to_vec())
+}
+
 macro_rules! secret_manager {
     ($standin:expr, $creds:expr) => {
         google_cloud_secretmanager_v1::client::SecretManagerService::builder()

@@ -52,13 +52,7 @@ async fn kube_standin_token_request_is_exchanged_over_https() {
     assert_eq!(status, 200, "{body}");
     let access = body["access_token"].as_str().expect("access_token");
     let secrets = secret_manager!(standin, bearer(access));
-    let read = secrets
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/db/versions/latest"))
-        .send()
-        .await
-        .expect("the KSA reads its secret");
-    assert_eq!(read.payload.expect("payload").data.as_ref(), b"from-gke");
+    assert_eq!(read_latest(&secrets, "db").await.expect("the KSA reads its secret"), b"from-gke");
 
     // A token the cluster issued for another audience is refused.
     let wrong = kube_post(&client, "/api/v1/namespaces/apps/serviceaccounts/app/token", token_request("sts.amazonaws.com")).await;

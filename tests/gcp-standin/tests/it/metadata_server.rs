@@ -65,19 +65,8 @@ async fn metadata_token_reads_only_what_the_attached_account_was_granted() {
     // A raw token acts as the attached account: granted secret yes, the other no.
     let raw = token["access_token"].as_str().expect("access_token");
     let client = secret_manager!(standin, bearer(raw));
-    let read = client
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/granted/versions/latest"))
-        .send()
-        .await
-        .expect("granted secret is readable");
-    assert_eq!(read.payload.expect("payload").data.as_ref(), b"yes");
-    let denied = client
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/other/versions/latest"))
-        .send()
-        .await
-        .expect_err("ungranted secret is denied");
+    assert_eq!(read_latest(&client, "granted").await.expect("granted secret is readable"), b"yes");
+    let denied = read_latest(&client, "other").await.expect_err("ungranted secret is denied");
     assert_eq!(code_of(&denied), "PermissionDenied");
     assert_eq!(denied.http_status_code(), Some(403));
 
@@ -88,13 +77,7 @@ async fn metadata_token_reads_only_what_the_attached_account_was_granted() {
         .build()
         .expect("metadata-server credentials");
     let client = secret_manager!(standin, adc);
-    let read = client
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/granted/versions/latest"))
-        .send()
-        .await
-        .expect("granted secret is readable through ADC");
-    assert_eq!(read.payload.expect("payload").data.as_ref(), b"yes");
+    assert_eq!(read_latest(&client, "granted").await.expect("granted secret is readable through ADC"), b"yes");
     assert!(standin.call_count("MetadataToken") >= 4, "{:?}", standin.call_counts());
 
     // Detached again: 404, and the account's email path is no way around it.

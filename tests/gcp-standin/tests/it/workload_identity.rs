@@ -19,19 +19,8 @@ async fn federated_identity_reads_only_what_it_was_granted() {
 
     let token = federated_token(&standin, &issuer, "apps", "app").await;
     let client = secret_manager!(standin, bearer(&token));
-    let read = client
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/granted/versions/latest"))
-        .send()
-        .await
-        .expect("granted secret is readable");
-    assert_eq!(read.payload.expect("payload").data.as_ref(), b"yes");
-    let denied = client
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/other/versions/latest"))
-        .send()
-        .await
-        .expect_err("ungranted secret is denied");
+    assert_eq!(read_latest(&client, "granted").await.expect("granted secret is readable"), b"yes");
+    let denied = read_latest(&client, "other").await.expect_err("ungranted secret is denied");
     assert_eq!(code_of(&denied), "PermissionDenied");
     assert_eq!(denied.http_status_code(), Some(403));
     // Access does not imply management.
@@ -46,11 +35,7 @@ async fn federated_identity_reads_only_what_it_was_granted() {
     // Another Kubernetes service account gets nothing from that grant.
     let stranger = federated_token(&standin, &issuer, "apps", "intruder").await;
     let stranger_client = secret_manager!(standin, bearer(&stranger));
-    let refused = stranger_client
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/granted/versions/latest"))
-        .send()
-        .await;
+    let refused = read_latest(&stranger_client, "granted").await;
     assert_eq!(code_of(&refused.expect_err("other KSA is denied")), "PermissionDenied");
 
     // A project-level grant, in the principal:// form, covers every secret.
@@ -99,15 +84,9 @@ async fn generate_access_token_needs_workload_identity_user() {
 
     // The GSA token reads what the GSA was granted; the federated token alone does not.
     let as_gsa = secret_manager!(standin, bearer(&issued.access_token));
-    let read = as_gsa
-        .access_secret_version()
-        .set_name(format!("projects/{PROJECT}/secrets/db/versions/latest"))
-        .send()
-        .await
-        .expect("GSA reads its secret");
-    assert_eq!(read.payload.expect("payload").data.as_ref(), b"s3cret");
+    assert_eq!(read_latest(&as_gsa, "db").await.expect("GSA reads its secret"), b"s3cret");
     let as_ksa = secret_manager!(standin, bearer(&federated));
-    let refused = as_ksa.access_secret_version().set_name(format!("projects/{PROJECT}/secrets/db/versions/latest")).send().await;
+    let refused = read_latest(&as_ksa, "db").await;
     assert_eq!(code_of(&refused.expect_err("KSA itself has no grant")), "PermissionDenied");
 
     // serviceAccountTokenCreator also allows it; a GSA token cannot impersonate on its own.
