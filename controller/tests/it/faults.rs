@@ -56,6 +56,14 @@ async fn gcp_namespace_with(stack: &Stack, prefix: &str, retry_settings: &serde_
     (ns, gsa)
 }
 
+/// Secret `NS-db` holding `g1`, readable by GSA `gsa`; returns its id.
+fn granted_gcp_key(stack: &Stack, ns: &str, gsa: &str) -> String {
+    let key = format!("{ns}-db");
+    stack.seed_secret(&key, &[b"g1"]).unwrap();
+    stack.grant_secret_accessor(&key, &format!("serviceAccount:{gsa}")).unwrap();
+    key
+}
+
 /// Waits until SecretStore `ns/name` has a `Ready` condition for which `done` holds.
 async fn wait_store(stack: &Stack, ns: &str, name: &str, what: &str, done: impl Fn(&secretbridge_shared::Condition) -> bool) -> secretbridge_shared::Condition {
     let api: kube::Api<secretbridge_shared::SecretStore> = kube::Api::namespaced(stack.client(), ns);
@@ -100,9 +108,7 @@ async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
     let (gns, gsa) = gcp_namespace(&stack, "fault-outage-gcp").await;
     let key = format!("/{ns}/db");
     stack.put_parameter(&key, "v1").await.unwrap();
-    let gkey = format!("{gns}-db");
-    stack.seed_secret(&gkey, &[b"g1"]).unwrap();
-    stack.grant_secret_accessor(&gkey, &format!("serviceAccount:{gsa}")).unwrap();
+    let gkey = granted_gcp_key(&stack, &gns, &gsa);
     external_secret(&stack, &ns, "db", "ssm", "1s", &[("v", &key)]).await;
     external_secret(&stack, &gns, "db", "gcp", "1s", &[("v", &gkey)]).await;
     let before = stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "AWS sync");
@@ -187,9 +193,7 @@ async fn throttling_backs_off_and_recovers() {
     let (gns, gsa) = gcp_namespace(&stack, "fault-throttle-gcp").await;
     let key = format!("/{ns}/db");
     stack.put_parameter(&key, "v1").await.unwrap();
-    let gkey = format!("{gns}-db");
-    stack.seed_secret(&gkey, &[b"g1"]).unwrap();
-    stack.grant_secret_accessor(&gkey, &format!("serviceAccount:{gsa}")).unwrap();
+    let gkey = granted_gcp_key(&stack, &gns, &gsa);
     // Throttle before the first sync: the first data calls are refused.
     let guard = stack.guard().unwrap();
     let throttles = 6;
@@ -325,9 +329,7 @@ async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
 
     // GCP, maxRetries 4: the same through the REST client's retry loop.
     let (gns, gsa) = gcp_namespace_with(&stack, "retry-gcp", &retrying).await;
-    let gkey = format!("{gns}-db");
-    stack.seed_secret(&gkey, &[b"g1"]).unwrap();
-    stack.grant_secret_accessor(&gkey, &format!("serviceAccount:{gsa}")).unwrap();
+    let gkey = granted_gcp_key(&stack, &gns, &gsa);
     wait_store(&stack, &gns, "gcp", "Ready=True", is_ready).await;
     let gcp_before = gcp.call_count("AccessSecretVersion");
     gcp.inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::ResourceExhausted, RETRIES);
@@ -363,9 +365,7 @@ async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
 
     // GCP, maxRetries 0: likewise.
     let (gns0, gsa0) = gcp_namespace_with(&stack, "retry-gcp-none", &no_retries).await;
-    let gkey0 = format!("{gns0}-db");
-    stack.seed_secret(&gkey0, &[b"g1"]).unwrap();
-    stack.grant_secret_accessor(&gkey0, &format!("serviceAccount:{gsa0}")).unwrap();
+    let gkey0 = granted_gcp_key(&stack, &gns0, &gsa0);
     wait_store(&stack, &gns0, "gcp", "Ready=True", is_ready).await;
     let gcp_before = gcp.call_count("AccessSecretVersion");
     gcp.inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::ResourceExhausted, MANY);
