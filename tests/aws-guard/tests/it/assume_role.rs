@@ -32,16 +32,7 @@ fn policy(parameter: &str, assume: Option<&str>) -> Value {
 async fn target_role(world: &World, trusted: &str, inline_policy: Value) -> String {
     let trust = json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": trusted}, "Action": "sts:AssumeRole"}]});
-    let iam = world.iam();
-    let out = iam.create_role().role_name(TARGET).assume_role_policy_document(trust.to_string()).send().await.unwrap();
-    iam.put_role_policy()
-        .role_name(TARGET)
-        .policy_name(format!("{TARGET}-read"))
-        .policy_document(inline_policy.to_string())
-        .send()
-        .await
-        .unwrap();
-    out.role().unwrap().arn().to_string()
+    world.role_with(TARGET, &trust, Some(inline_policy)).await
 }
 
 async fn put(world: &World, name: &str, value: &str) {

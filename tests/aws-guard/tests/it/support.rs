@@ -275,6 +275,12 @@ impl World {
                 }
             }]
         });
+        self.role_with(role, &trust, inline_policy).await
+    }
+
+    /// A role with this trust policy and, if given, the inline policy
+    /// `ROLE-read`; returns its ARN.
+    pub async fn role_with(&self, role: &str, trust: &Value, inline_policy: Option<Value>) -> String {
         let out = self
             .iam()
             .create_role()
