@@ -180,6 +180,11 @@ fn seed_store() -> SecretStore {
     store
 }
 
+/// The seed store as the API server returns it.
+fn seed_store_value() -> Value {
+    serde_json::to_value(seed_store()).unwrap_or(Value::Null)
+}
+
 fn seed_external_secret() -> ExternalSecret {
     let mut es: ExternalSecret = serde_json::from_value(json!({
         "apiVersion": "secretbridge.io/v1", "kind": "ExternalSecret",
@@ -268,7 +273,7 @@ async fn seed_scenario_creates_the_owned_secret_with_three_keys() {
     let backends = FakeBackends::new();
     seed_values(&backends);
     let es = seed_external_secret();
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Error(404)),
@@ -305,7 +310,7 @@ async fn synced_and_not_due_makes_no_writes_and_no_backend_calls() {
     let backends = FakeBackends::new();
     seed_values(&backends);
     let es = synced(seed_external_secret());
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
@@ -324,7 +329,7 @@ async fn failed_fetch_leaves_the_secret_and_names_key_and_error() {
     backends.parameters.deny("/multicloud/db/password");
     let mut es = synced(seed_external_secret());
     es.metadata.generation = Some(2);
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
@@ -349,7 +354,7 @@ async fn transient_fetch_error_backs_off_without_touching_the_secret() {
     seed_values(&backends);
     backends.parameters.fail_next(CallError::new(CallErrorKind::Throttled, "Rate exceeded"));
     let es = seed_external_secret();
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Error(404)),
@@ -370,7 +375,7 @@ async fn tampered_secret_is_restored_without_a_status_write() {
     let es = synced(seed_external_secret());
     let mut tampered = written_secret(&es, &seed_data());
     tampered["data"]["password"] = json!("aGFja2Vk");
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(tampered)),
@@ -388,7 +393,7 @@ async fn deleted_secret_is_recreated() {
     let backends = FakeBackends::new();
     seed_values(&backends);
     let es = synced(seed_external_secret());
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Error(404)),
@@ -408,7 +413,7 @@ async fn force_sync_annotation_change_resyncs_at_once() {
     let mut es = synced(seed_external_secret());
     es.metadata.annotations = Some([(FORCE_SYNC_ANNOTATION.to_string(), "2026-11-28T16:00:00Z".to_string())].into_iter().collect());
     backends.parameters.put("/multicloud/db/password", "rotated");
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
@@ -427,7 +432,7 @@ async fn force_sync_annotation_change_resyncs_at_once() {
 async fn secret_store_may_not_use_another_namespaces_service_account() {
     let backends = FakeBackends::new();
     let es = seed_external_secret();
-    let mut store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let mut store = seed_store_value();
     store["spec"]["provider"]["aws"]["auth"]["jwt"]["serviceAccountRef"]["namespace"] = json!("kube-system");
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
@@ -519,7 +524,7 @@ async fn deletion_policy_delete_removes_the_secret_when_every_key_is_gone() {
     let mut es = synced(seed_external_secret());
     es.spec.target.deletion_policy = DeletionPolicy::Delete;
     es.metadata.generation = Some(2);
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
@@ -540,7 +545,7 @@ async fn deletion_policy_merge_releases_only_our_keys_when_every_key_is_gone() {
     let mut es = synced(seed_external_secret());
     es.spec.target.deletion_policy = DeletionPolicy::Merge;
     es.metadata.generation = Some(2);
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
@@ -561,7 +566,7 @@ async fn deletion_policy_retain_keeps_the_secret_and_reports() {
     let backends = FakeBackends::new();
     let mut es = synced(seed_external_secret());
     es.metadata.generation = Some(2);
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
@@ -581,7 +586,7 @@ async fn merge_into_a_missing_secret_is_an_error() {
     seed_values(&backends);
     let mut es = seed_external_secret();
     es.spec.target.creation_policy = CreationPolicy::Merge;
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, Reply::Error(404)),
@@ -597,7 +602,7 @@ async fn merge_into_a_missing_secret_is_an_error() {
 /// Runs `es` (store resolves, Secret read answers `existing`) and returns
 /// the Ready condition written, expecting a refusal before any fetch.
 async fn refused_before_fetch(es: ExternalSecret, existing: Reply, backends: Arc<FakeBackends>, reason: &str) -> (String, String, String) {
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::GET, SECRET_PATH, existing),
@@ -649,7 +654,7 @@ async fn malformed_refresh_interval_is_reported_naming_the_field() {
     let backends = FakeBackends::new();
     let mut es = seed_external_secret();
     es.spec.refresh_interval = "every so often".into();
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::POST, EVENTS_PATH, Reply::Echo),
@@ -672,7 +677,7 @@ async fn malformed_store_retry_settings_are_reported_naming_the_field() {
     for (retry_settings, field) in cases {
         let backends = FakeBackends::new();
         seed_values(&backends);
-        let mut store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+        let mut store = seed_store_value();
         store["spec"]["retrySettings"] = retry_settings;
         let script = vec![
             expect(Method::GET, STORE_PATH, Reply::Json(store)),
@@ -695,7 +700,7 @@ async fn malformed_store_retry_settings_are_reported_naming_the_field() {
 async fn the_stores_retry_settings_reach_the_backend_factory() {
     let backends = FakeBackends::new();
     seed_values(&backends);
-    let mut store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let mut store = seed_store_value();
     store["spec"]["retrySettings"] = json!({"maxRetries": 7, "retryInterval": "250ms"});
     let es = seed_external_secret();
     let script = vec![
@@ -736,7 +741,7 @@ async fn store_with_malformed_retry_settings_is_not_ready_and_gets_no_credential
 async fn property_of_a_non_json_value_and_a_bad_template_are_reported_naming_the_field() {
     let backends = FakeBackends::new();
     seed_values(&backends);
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = || {
         vec![
             expect(Method::GET, STORE_PATH, Reply::Json(store.clone())),
@@ -808,7 +813,7 @@ async fn creation_policy_none_fetches_but_writes_no_secret() {
     seed_values(&backends);
     let mut es = seed_external_secret();
     es.spec.target.creation_policy = CreationPolicy::None;
-    let store = serde_json::to_value(seed_store()).unwrap_or(Value::Null);
+    let store = seed_store_value();
     let script = vec![
         expect(Method::GET, STORE_PATH, Reply::Json(store)),
         expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
