@@ -518,20 +518,29 @@ async fn gcp_cluster_store_syncs_with_the_es_namespace_service_account() {
     assert_eq!(backends.gcp.calls(), 3);
 }
 
+/// A synced ExternalSecret with `policy` whose spec changed since (so it
+/// syncs again) while the backend holds none of its keys, and the two reads
+/// its reconcile starts with: the store, then the Secret it wrote.
+fn every_key_gone(policy: DeletionPolicy) -> (ExternalSecret, Vec<Expect>) {
+    let mut es = synced(seed_external_secret());
+    es.spec.target.deletion_policy = policy;
+    es.metadata.generation = Some(2);
+    let reads = vec![
+        expect(Method::GET, STORE_PATH, Reply::Json(seed_store_value())),
+        expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
+    ];
+    (es, reads)
+}
+
 #[tokio::test]
 async fn deletion_policy_delete_removes_the_secret_when_every_key_is_gone() {
     let backends = FakeBackends::new();
-    let mut es = synced(seed_external_secret());
-    es.spec.target.deletion_policy = DeletionPolicy::Delete;
-    es.metadata.generation = Some(2);
-    let store = seed_store_value();
-    let script = vec![
-        expect(Method::GET, STORE_PATH, Reply::Json(store)),
-        expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
+    let (es, mut script) = every_key_gone(DeletionPolicy::Delete);
+    script.extend([
         expect(Method::DELETE, SECRET_PATH, Reply::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}))),
         expect(Method::POST, EVENTS_PATH, Reply::Echo),
         expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
-    ];
+    ]);
     let (result, seen) = run(es, backends, script).await;
     result.expect("reconcile succeeds");
     assert_eq!(ready(&seen[4]).1, "SecretDeleted");
@@ -542,16 +551,8 @@ async fn deletion_policy_delete_removes_the_secret_when_every_key_is_gone() {
 #[tokio::test]
 async fn deletion_policy_merge_releases_only_our_keys_when_every_key_is_gone() {
     let backends = FakeBackends::new();
-    let mut es = synced(seed_external_secret());
-    es.spec.target.deletion_policy = DeletionPolicy::Merge;
-    es.metadata.generation = Some(2);
-    let store = seed_store_value();
-    let script = vec![
-        expect(Method::GET, STORE_PATH, Reply::Json(store)),
-        expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
-        expect(Method::PATCH, SECRET_PATH, Reply::Echo),
-        expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
-    ];
+    let (es, mut script) = every_key_gone(DeletionPolicy::Merge);
+    script.extend([expect(Method::PATCH, SECRET_PATH, Reply::Echo), expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value()))]);
     let (result, seen) = run(es, backends, script).await;
     result.expect("reconcile succeeds");
     let release = &seen[2];
@@ -564,15 +565,8 @@ async fn deletion_policy_merge_releases_only_our_keys_when_every_key_is_gone() {
 #[tokio::test]
 async fn deletion_policy_retain_keeps_the_secret_and_reports() {
     let backends = FakeBackends::new();
-    let mut es = synced(seed_external_secret());
-    es.metadata.generation = Some(2);
-    let store = seed_store_value();
-    let script = vec![
-        expect(Method::GET, STORE_PATH, Reply::Json(store)),
-        expect(Method::GET, SECRET_PATH, Reply::Json(written_secret(&es, &seed_data()))),
-        expect(Method::POST, EVENTS_PATH, Reply::Echo),
-        expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value())),
-    ];
+    let (es, mut script) = every_key_gone(DeletionPolicy::Retain);
+    script.extend([expect(Method::POST, EVENTS_PATH, Reply::Echo), expect(Method::PATCH, STATUS_PATH, Reply::Json(es_value()))]);
     let (result, seen) = run(es, backends, script).await;
     result.expect("permanent error recorded");
     let (status, reason, message) = ready(&seen[3]);
