@@ -27,10 +27,11 @@ provider "secretbridge" {
 }
 
 locals {
-  # The ServiceAccount's name is repeated, not referenced, in the store: the
-  # role (and so the ServiceAccount's annotation) depends on the
-  # ExternalSecret, which depends on the store.
   service_account = "multicloud-app"
+  role_name       = "${var.cluster_name}-multicloud-app"
+  # arn:PARTITION:iam::ACCOUNT:oidc-provider/ISSUER: the role lives in the
+  # same partition and account.
+  oidc_provider_arn = split(":", secretbridge_aws_oidc_provider.eks.arn)
 }
 
 resource "secretbridge_aws_oidc_provider" "eks" {
@@ -38,21 +39,28 @@ resource "secretbridge_aws_oidc_provider" "eks" {
   tags = { cluster = var.cluster_name }
 }
 
-resource "secretbridge_aws_irsa_role" "app" {
-  name              = "${var.cluster_name}-multicloud-app"
-  tags              = { cluster = var.cluster_name }
-  oidc_provider_arn = secretbridge_aws_oidc_provider.eks.arn
-  namespace         = var.namespace
-  service_account   = local.service_account
-  access = {
-    parameters = secretbridge_external_secret.db.remote_refs
-  }
-}
-
+# The ServiceAccount's role ARN is built from the role's name and account
+# rather than read from the role: the role reads the ExternalSecret's
+# remote_refs, so reading its ARN here would close a cycle (role ->
+# ExternalSecret -> store -> ServiceAccount -> role). Without the cycle the
+# store references the ServiceAccount, and the role its trusted
+# ServiceAccount, so Terraform plans each pair in order and the namespace
+# checks see both ends.
 resource "secretbridge_service_account" "app" {
   namespace    = var.namespace
   name         = local.service_account
-  aws_role_arn = secretbridge_aws_irsa_role.app.arn
+  aws_role_arn = "arn:${local.oidc_provider_arn[1]}:iam::${local.oidc_provider_arn[4]}:role/${local.role_name}"
+}
+
+resource "secretbridge_aws_irsa_role" "app" {
+  name              = local.role_name
+  tags              = { cluster = var.cluster_name }
+  oidc_provider_arn = secretbridge_aws_oidc_provider.eks.arn
+  namespace         = secretbridge_service_account.app.namespace
+  service_account   = secretbridge_service_account.app.name
+  access = {
+    parameters = secretbridge_external_secret.db.remote_refs
+  }
 }
 
 resource "secretbridge_secret_store" "aws" {
@@ -66,7 +74,7 @@ resource "secretbridge_secret_store" "aws" {
         auth {
           jwt {
             service_account_ref = {
-              name = local.service_account
+              name = secretbridge_service_account.app.name
             }
           }
         }

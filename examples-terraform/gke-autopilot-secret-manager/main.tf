@@ -52,6 +52,12 @@ resource "secretbridge_service_account" "app" {
 resource "secretbridge_cluster_secret_store" "gcp" {
   name = "gcp-secret-manager"
   spec {
+    # The store always acts as the one KSA below, so only its namespace may
+    # use it: without conditions, an ExternalSecret in any namespace could
+    # read every secret the GSA may read.
+    conditions {
+      namespaces = [secretbridge_service_account.app.namespace]
+    }
     provider {
       gcpsm {
         project_id = var.project

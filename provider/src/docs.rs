@@ -190,7 +190,7 @@ fn render_resource(type_name: &str, summary: &str, resource: Option<&Value>, exa
     if let Some((_, format, example)) = IMPORT_IDS.iter().find(|(name, _, _)| *name == type_name) {
         let _ = writeln!(
             out,
-            "## Import\n\nImport an existing object by its ID, {format}:\n\n```shell\nterraform import {type_name}.example '{example}'\n```"
+            "## Import\n\nImport an existing object by its ID, {format}. On Terraform 1.5 or later, with an `import` block that `terraform plan` previews:\n\n```terraform\nimport {{\n  to = {type_name}.example\n  id = \"{example}\"\n}}\n```\n\nOn any version, with the command:\n\n```shell\nterraform import {type_name}.example '{example}'\n```"
         );
     }
     out

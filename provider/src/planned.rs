@@ -120,6 +120,10 @@ pub struct PlannedSet {
     pub irsa_roles: BTreeMap<String, PlannedIrsaRole>,
     /// Workload Identity bindings, in the order they were planned.
     pub workload_identities: Vec<PlannedWorkloadIdentity>,
+    /// The remote-key prefix of each planned store, by (namespace, name)
+    /// (namespace `None` for a ClusterSecretStore): what the controller puts
+    /// before every key, so `remote_refs` names what it reads.
+    pub store_prefixes: BTreeMap<(Option<String>, String), Known<Option<String>>>,
 }
 
 /// The per-process registry; cheap to share (`Arc` in the provider context).
@@ -189,6 +193,16 @@ impl PlannedObjects {
                 set.cluster_stores.insert(store.name.clone(), store);
             }
         }
+    }
+
+    /// Records the remote-key prefix of a planned store.
+    pub fn record_store_prefix(&self, namespace: Option<&str>, name: &str, prefix: Known<Option<String>>) {
+        self.lock().store_prefixes.insert((namespace.map(str::to_owned), name.to_owned()), prefix);
+    }
+
+    /// The remote-key prefix of the planned store `namespace/name`, if planned.
+    pub fn store_prefix(&self, namespace: Option<&str>, name: &str) -> Option<Known<Option<String>>> {
+        self.lock().store_prefixes.get(&(namespace.map(str::to_owned), name.to_owned())).cloned()
     }
 
     /// Planned SecretStores called `name`, in any namespace.

@@ -289,3 +289,74 @@ impl StoreProvider {
         }
     }
 }
+
+impl StoreProvider {
+    /// The name the controller reads for `key`: the AWS store's `prefix`
+    /// followed by the key (GCP Secret Manager has no prefix). IAM must grant
+    /// exactly these names, so the provider derives `remote_refs` with it.
+    pub fn remote_name(&self, key: &str) -> String {
+        match self {
+            StoreProvider::Aws(aws) => remote_name_with_prefix(aws.prefix.as_deref(), key),
+            StoreProvider::Gcpsm(_) => key.to_owned(),
+        }
+    }
+}
+
+/// `prefix + key`, as the controller reads it (`None` and `""` add nothing).
+pub fn remote_name_with_prefix(prefix: Option<&str>, key: &str) -> String {
+    format!("{}{key}", prefix.unwrap_or_default())
+}
+
+/// Every name the controller reads for `keys` through a store with `prefix`:
+/// sorted, without duplicates.
+pub fn remote_names(prefix: Option<&str>, keys: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = keys.iter().map(|k| remote_name_with_prefix(prefix, k)).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether a ClusterSecretStore with these `conditions` admits every
+/// namespace (no condition at all, or one that restricts nothing).
+pub fn admits_every_namespace(conditions: &[ClusterSecretStoreCondition]) -> bool {
+    conditions.is_empty()
+        || conditions.iter().any(|c| {
+            c.namespaces.is_empty()
+                && c.namespace_regexes.is_empty()
+                && c.namespace_selector.as_ref().is_none_or(|s| {
+                    s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                        && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+                })
+        })
+}
+
+#[cfg(test)]
+mod remote_name_tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_comes_first_and_only_for_aws() {
+        let aws = StoreProvider::Aws(AwsProvider {
+            service: AwsService::ParameterStore,
+            region: "eu-west-1".into(),
+            role: None,
+            prefix: Some("/prod/".into()),
+            auth: None,
+        });
+        assert_eq!(aws.remote_name("db/url"), "/prod/db/url");
+        let gcp = StoreProvider::Gcpsm(GcpSmProvider { project_id: None, location: None, auth: None });
+        assert_eq!(gcp.remote_name("db-url"), "db-url");
+        assert_eq!(remote_names(Some("/p/"), &["b".into(), "a".into(), "a".into()]), ["/p/a", "/p/b"]);
+        assert_eq!(remote_names(None, &["a".into()]), ["a"]);
+    }
+
+    #[test]
+    fn only_a_restricting_condition_limits_a_cluster_store() {
+        assert!(admits_every_namespace(&[]));
+        let empty = ClusterSecretStoreCondition { namespace_selector: None, namespaces: vec![], namespace_regexes: vec![] };
+        assert!(admits_every_namespace(std::slice::from_ref(&empty)));
+        let named = ClusterSecretStoreCondition { namespaces: vec!["app".into()], ..empty.clone() };
+        assert!(!admits_every_namespace(&[named.clone()]));
+        assert!(admits_every_namespace(&[named, empty]), "any one condition matching admits");
+    }
+}

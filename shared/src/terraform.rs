@@ -90,10 +90,10 @@ pub struct GcpConfig {
     pub access_token: Option<String>,
 }
 
-/// Kubernetes settings of the provider. Without any, the default kubeconfig is used.
+/// Kubernetes settings of the provider. Without `host` or `config_path`, the kubeconfig comes from `KUBE_CONFIG_PATH` or `KUBE_CONFIG_PATHS` (as for the hashicorp/kubernetes provider), else from `KUBECONFIG` or `~/.kube/config`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct KubernetesConfig {
-    /// Path to a kubeconfig file.
+    /// Path to a kubeconfig file; a leading `~` is the home directory. Defaults to `KUBE_CONFIG_PATH`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_path: Option<String>,
     /// Context to use from the kubeconfig.
@@ -112,6 +112,27 @@ pub struct KubernetesConfig {
     /// Skip TLS verification of the API server. Only for throwaway test clusters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    /// A command that prints an ExecCredential, run for each token: `aws eks get-token` on EKS, `gke-gcloud-auth-plugin` on GKE. It replaces the kubeconfig user's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-block" = true))]
+    pub exec: Option<KubernetesExec>,
+}
+
+/// A client-go credential plugin (the kubeconfig `exec` user).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct KubernetesExec {
+    /// API version of the ExecCredential the command prints, e.g. `client.authentication.k8s.io/v1beta1`.
+    #[schemars(length(min = 1))]
+    pub api_version: String,
+    /// The command, found on `PATH` or as a path, e.g. `aws`.
+    #[schemars(length(min = 1))]
+    pub command: String,
+    /// Its arguments, e.g. `["eks", "get-token", "--cluster-name", "prod"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Extra environment variables for the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
 }
 
 /// `secretbridge_aws_oidc_provider`: the IAM OIDC identity provider for an EKS cluster's issuer.

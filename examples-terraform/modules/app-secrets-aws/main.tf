@@ -16,23 +16,32 @@ terraform {
 locals {
   secret_name      = coalesce(var.secret_name, "${var.app_name}-secrets")
   reads_parameters = var.service == "ParameterStore"
+  role_name        = substr("${var.namespace}-${var.app_name}", 0, 64)
+  # arn:PARTITION:iam::ACCOUNT:oidc-provider/ISSUER: the role lives in the
+  # same partition and account.
+  oidc_provider_arn = split(":", var.oidc_provider_arn)
+}
+
+# The role's ARN is built from its name and account, not read from the role:
+# the role reads the ExternalSecret's remote_refs, so reading its ARN here
+# would close a cycle. Without it the store references this ServiceAccount
+# and the role its trusted ServiceAccount, so Terraform plans each pair in
+# order and the namespace checks see both ends.
+resource "secretbridge_service_account" "app" {
+  namespace    = var.namespace
+  name         = var.app_name
+  aws_role_arn = "arn:${local.oidc_provider_arn[1]}:iam::${local.oidc_provider_arn[4]}:role/${local.role_name}"
 }
 
 resource "secretbridge_aws_irsa_role" "app" {
-  name              = substr("${var.namespace}-${var.app_name}", 0, 64)
+  name              = local.role_name
   oidc_provider_arn = var.oidc_provider_arn
-  namespace         = var.namespace
-  service_account   = var.app_name
+  namespace         = secretbridge_service_account.app.namespace
+  service_account   = secretbridge_service_account.app.name
   access = {
     parameters = local.reads_parameters ? secretbridge_external_secret.app.remote_refs : []
     secrets    = local.reads_parameters ? [] : secretbridge_external_secret.app.remote_refs
   }
-}
-
-resource "secretbridge_service_account" "app" {
-  namespace    = var.namespace
-  name         = var.app_name
-  aws_role_arn = secretbridge_aws_irsa_role.app.arn
 }
 
 resource "secretbridge_secret_store" "app" {
@@ -45,8 +54,7 @@ resource "secretbridge_secret_store" "app" {
         region  = var.region
         auth {
           jwt {
-            # The name, not a reference: the role depends on the ExternalSecret.
-            service_account_ref = { name = var.app_name }
+            service_account_ref = { name = secretbridge_service_account.app.name }
           }
         }
       }

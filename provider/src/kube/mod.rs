@@ -38,6 +38,45 @@ pub async fn client(ctx: &ProviderContext) -> Result<Client, Diagnostics> {
 }
 
 async fn config_from(settings: &KubernetesConfig) -> Result<Config, Diagnostics> {
+    let paths = {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let home = env("HOME");
+        kubeconfig_paths(settings.config_path.as_deref(), &env, home.as_deref())
+    };
+    let mut config = config_without_exec(settings, paths).await?;
+    if let Some(exec) = &settings.exec {
+        config.auth_info = exec_auth(exec)?;
+    }
+    Ok(config)
+}
+
+/// The kubeconfig files to read: `kubernetes.config_path`, else
+/// `KUBE_CONFIG_PATH`, else every path in `KUBE_CONFIG_PATHS` (merged in
+/// order, as the hashicorp/kubernetes provider does), each with `~`
+/// expanded; empty when none is set (the default kubeconfig is used).
+pub fn kubeconfig_paths(config_path: Option<&str>, env: &dyn Fn(&str) -> Option<String>, home: Option<&str>) -> Vec<(String, std::path::PathBuf)> {
+    let (setting, raw): (&str, Vec<String>) = if let Some(path) = config_path {
+        ("kubernetes.config_path", vec![path.to_owned()])
+    } else if let Some(path) = env("KUBE_CONFIG_PATH") {
+        ("KUBE_CONFIG_PATH", vec![path])
+    } else if let Some(paths) = env("KUBE_CONFIG_PATHS") {
+        ("KUBE_CONFIG_PATHS", std::env::split_paths(&paths).map(|p| p.to_string_lossy().into_owned()).filter(|p| !p.is_empty()).collect())
+    } else {
+        ("", Vec::new())
+    };
+    raw.into_iter().map(|p| (format!("{setting} {p:?}"), expand_home(&p, home))).collect()
+}
+
+/// `~` and `~/...` are the home directory, as a shell would expand them.
+pub fn expand_home(path: &str, home: Option<&str>) -> std::path::PathBuf {
+    match (path.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => std::path::PathBuf::from(home),
+        (Some(rest), Some(home)) if rest.starts_with('/') => std::path::Path::new(home).join(rest.trim_start_matches('/')),
+        _ => std::path::PathBuf::from(path),
+    }
+}
+
+async fn config_without_exec(settings: &KubernetesConfig, paths: Vec<(String, std::path::PathBuf)>) -> Result<Config, Diagnostics> {
     let options = KubeConfigOptions { context: settings.config_context.clone(), ..KubeConfigOptions::default() };
     if let Some(host) = &settings.host {
         let url = host.parse().map_err(|e| {
@@ -65,17 +104,28 @@ async fn config_from(settings: &KubernetesConfig) -> Result<Config, Diagnostics>
         config.accept_invalid_certs = settings.insecure.unwrap_or(false);
         return Ok(config);
     }
-    let loaded = match &settings.config_path {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+    let loaded = if paths.is_empty() {
+        Config::from_kubeconfig(&options).await
+    } else {
+        let mut merged: Option<Kubeconfig> = None;
+        for (setting, path) in &paths {
+            let read = Kubeconfig::read_from(path).map_err(|e| {
                 Diagnostics::from(Diagnostic::error(
                     "Could not read the kubeconfig",
-                    format!("kubernetes.config_path {path:?}: {e}. Point config_path at a readable kubeconfig file."),
+                    format!("{setting} (read as {}): {e}. Point kubernetes.config_path (or KUBE_CONFIG_PATH) at a readable kubeconfig file.", path.display()),
                 ))
             })?;
-            Config::from_custom_kubeconfig(kubeconfig, &options).await
+            merged = Some(match merged {
+                None => read,
+                Some(m) => m.merge(read).map_err(|e| {
+                    Diagnostics::from(Diagnostic::error("Could not merge the kubeconfigs", format!("{setting}: {e}. Check the files named in KUBE_CONFIG_PATHS.")))
+                })?,
+            });
         }
-        None => Config::from_kubeconfig(&options).await,
+        match merged {
+            Some(kubeconfig) => Config::from_custom_kubeconfig(kubeconfig, &options).await,
+            None => Config::from_kubeconfig(&options).await,
+        }
     };
     loaded.map_err(|e| {
         Diagnostic::error(
@@ -83,6 +133,23 @@ async fn config_from(settings: &KubernetesConfig) -> Result<Config, Diagnostics>
             format!("{e}. Set kubernetes.config_path (and config_context) or kubernetes.host in the provider block."),
         )
         .into()
+    })
+}
+
+/// The kubeconfig user for an `exec {}` block: the command's
+/// ExecCredential replaces any other credential.
+fn exec_auth(exec: &secretbridge_shared::terraform::KubernetesExec) -> Result<::kube::config::AuthInfo, Diagnostics> {
+    let env: Vec<serde_json::Value> = exec.env.iter().flatten().map(|(name, value)| serde_json::json!({ "name": name, "value": value })).collect();
+    let value = serde_json::json!({
+        "exec": {
+            "apiVersion": exec.api_version,
+            "command": exec.command,
+            "args": exec.args.clone().unwrap_or_default(),
+            "env": env,
+        }
+    });
+    serde_json::from_value(value).map_err(|e| {
+        Diagnostic::error("Invalid kubernetes exec block", format!("{e}. Set exec {{ api_version, command, args, env }} as for a kubeconfig exec user.")).into()
     })
 }
 
@@ -294,6 +361,43 @@ mod tests {
         assert_eq!(fit_to(&current, found), json!({"target": {"name": "x"}, "audiences": [], "data": [{"k": "a"}], "extra": "drift"}));
         let found = json!({"target": {"name": "y", "immutable": true}});
         assert_eq!(fit_to(&current, found), json!({"target": {"name": "y", "immutable": true}, "audiences": []}), "real values stay");
+    }
+
+    #[test]
+    fn kubeconfig_paths_expand_home_and_follow_the_hashicorp_variables() {
+        let none = |_: &str| None;
+        let home = Some("/home/u");
+        assert_eq!(kubeconfig_paths(Some("~/.kube/config"), &none, home)[0].1, std::path::PathBuf::from("/home/u/.kube/config"));
+        assert_eq!(expand_home("~", home), std::path::PathBuf::from("/home/u"));
+        assert_eq!(expand_home("~other/x", home), std::path::PathBuf::from("~other/x"), "another user's home is not ours");
+        assert_eq!(expand_home("/abs", home), std::path::PathBuf::from("/abs"));
+        let one = |n: &str| (n == "KUBE_CONFIG_PATH").then(|| "~/k1".to_owned());
+        let paths = kubeconfig_paths(None, &one, home);
+        assert_eq!(paths.len(), 1);
+        assert_eq!(paths[0].1, std::path::PathBuf::from("/home/u/k1"));
+        assert!(paths[0].0.starts_with("KUBE_CONFIG_PATH "), "{}", paths[0].0);
+        let many = |n: &str| (n == "KUBE_CONFIG_PATHS").then(|| "/a:~/b".to_owned());
+        let got: Vec<_> = kubeconfig_paths(None, &many, home).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(got, [std::path::PathBuf::from("/a"), std::path::PathBuf::from("/home/u/b")]);
+        // The explicit setting wins over the environment.
+        assert_eq!(kubeconfig_paths(Some("/x"), &one, home)[0].1, std::path::PathBuf::from("/x"));
+        assert!(kubeconfig_paths(None, &none, home).is_empty());
+    }
+
+    #[test]
+    fn exec_block_becomes_the_kubeconfig_exec_user() {
+        let exec = secretbridge_shared::terraform::KubernetesExec {
+            api_version: "client.authentication.k8s.io/v1beta1".into(),
+            command: "aws".into(),
+            args: Some(vec!["eks".into(), "get-token".into()]),
+            env: Some([("AWS_PROFILE".to_string(), "prod".to_string())].into()),
+        };
+        let auth = exec_auth(&exec).expect("valid");
+        let e = auth.exec.expect("exec set");
+        assert_eq!(e.command.as_deref(), Some("aws"));
+        assert_eq!(e.args, Some(vec!["eks".to_string(), "get-token".to_string()]));
+        let env = e.env.expect("env");
+        assert_eq!(env[0].get("name").map(String::as_str), Some("AWS_PROFILE"));
     }
 
     #[test]

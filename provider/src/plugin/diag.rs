@@ -117,6 +117,11 @@ impl Diagnostic {
         Diagnostic { severity: Severity::Warning, summary: summary.into(), detail: detail.into(), path: None }
     }
 
+    /// A warning about one attribute.
+    pub fn attribute_warning(path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, summary: summary.into(), detail: detail.into(), path: Some(path) }
+    }
+
     /// An error from a Rust error: its `Display` as summary, its source
     /// chain as detail (never `Debug`, never a backtrace).
     pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Diagnostic {

@@ -370,12 +370,9 @@ impl Resource for AwsIrsaRoleResource {
             _ => Known::Unknown,
         };
         if let Known::Value(name) = text("name") {
-            ctx.planned.record_irsa_role(PlannedIrsaRole {
-                name,
-                arn: text("arn"),
-                namespace: text("namespace"),
-                service_account: text("service_account"),
-            });
+            let role = PlannedIrsaRole { name, arn: text("arn"), namespace: text("namespace"), service_account: text("service_account") };
+            ctx.planned.record_irsa_role(role.clone());
+            return super::k8s_checks::check_role_against_planned_service_accounts(ctx, &role);
         }
         Diagnostics::default()
     }

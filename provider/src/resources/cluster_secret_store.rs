@@ -4,14 +4,14 @@
 
 use ::kube::Api;
 use secretbridge_shared::names::API_VERSION;
-use secretbridge_shared::store::ClusterSecretStore;
+use secretbridge_shared::store::{ClusterSecretStore, admits_every_namespace};
 use secretbridge_shared::terraform::ClusterSecretStoreResource;
 use serde_json::json;
 
 use super::k8s_checks;
 use super::secret_store::{fitted_spec, validate_provider};
 use crate::kube as k;
-use crate::plugin::diag::{Diagnostic, Diagnostics};
+use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
 use crate::plugin::resource::{PlannedState, ProviderContext, Resource};
 
 /// The `secretbridge_cluster_secret_store` resource.
@@ -62,7 +62,27 @@ impl Resource for ClusterSecretStoreResourceType {
         _prior: Option<&ClusterSecretStoreResource>,
         planned: &mut PlannedState<'_, ClusterSecretStoreResource>,
     ) -> Diagnostics {
-        k8s_checks::plan_store(ctx, planned.value(), false).await
+        let mut diags = k8s_checks::require_cluster(ctx).await;
+        if diags.has_errors() {
+            return diags;
+        }
+        if let Some(model) = planned.model()
+            && !planned.is_unknown(&AttrPath::root("spec").attr("conditions"))
+            && admits_every_namespace(&model.spec.conditions)
+            && let Some(sa) = model.spec.provider.service_account_ref()
+            && let Some(sa_ns) = &sa.namespace
+        {
+            diags.push(Diagnostic::attribute_warning(
+                AttrPath::root("spec").attr("conditions"),
+                "ClusterSecretStore lends one ServiceAccount to every namespace",
+                format!(
+                    "ClusterSecretStore {} authenticates as ServiceAccount {sa_ns}/{} for every ExternalSecret, and it has no conditions, so an ExternalSecret in any namespace can read everything that ServiceAccount's cloud identity may read. Add conditions naming the namespaces that may use it (e.g. conditions {{ namespaces = [\"{sa_ns}\"] }}), or drop service_account_ref.namespace so each namespace uses its own ServiceAccount.",
+                    model.name, sa.name
+                ),
+            ));
+        }
+        diags.extend(k8s_checks::plan_store(ctx, planned.value(), false).await);
+        diags
     }
 
     async fn create(&self, ctx: &ProviderContext, planned: ClusterSecretStoreResource) -> Result<ClusterSecretStoreResource, Diagnostics> {

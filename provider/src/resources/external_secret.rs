@@ -7,7 +7,8 @@
 //! names exists in its namespace (in the cluster or in this plan).
 
 use ::kube::Api;
-use secretbridge_shared::external_secret::ExternalSecret;
+use secretbridge_shared::external_secret::{ExternalSecret, ExternalSecretSpec, StoreKind};
+use secretbridge_shared::store::{ClusterSecretStore, SecretStore, StoreProvider, remote_names};
 use secretbridge_shared::names::API_VERSION;
 use secretbridge_shared::terraform::ExternalSecretResource;
 use serde_json::json;
@@ -17,6 +18,7 @@ use super::secret_store::fitted_spec;
 use crate::kube as k;
 use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
 use crate::plugin::resource::{PlannedState, ProviderContext, Resource};
+use crate::planned::Known;
 use crate::plugin::value::Value;
 
 /// The `secretbridge_external_secret` resource.
@@ -36,13 +38,66 @@ fn manifest(e: &ExternalSecretResource) -> serde_json::Value {
     })
 }
 
-fn state_of(current: &ExternalSecretResource, found: ExternalSecret) -> Result<ExternalSecretResource, Diagnostics> {
+/// What the controller will read for `spec`: every remote key behind the
+/// prefix of the store it names (the same pure function the controller's
+/// fetch applies, [`secretbridge_shared::store::remote_names`]). The store
+/// is looked up in this plan first, then in the cluster; `None` while its
+/// prefix is unknown. A store found nowhere adds no prefix (its absence is
+/// reported by the namespace checks).
+async fn remote_refs_for(ctx: &ProviderContext, namespace: &str, spec: &ExternalSecretSpec) -> Result<Option<Vec<String>>, Diagnostics> {
+    let keys = spec.remote_keys();
+    let store = &spec.secret_store_ref.name;
+    let store_ns = match spec.secret_store_ref.kind {
+        StoreKind::SecretStore => Some(namespace),
+        StoreKind::ClusterSecretStore => None,
+    };
+    let prefix = match ctx.planned.store_prefix(store_ns, store) {
+        Some(Known::Value(p)) => p,
+        Some(Known::Unknown) => return Ok(None),
+        None if !has_cluster(ctx) => None,
+        None => {
+            let client = k::client(ctx).await?;
+            let provider = match store_ns {
+                Some(ns) => {
+                    let api: Api<SecretStore> = Api::namespaced(client, ns);
+                    k::get(&api, store, &format!("SecretStore {ns}/{store}")).await?.map(|s| s.spec.provider)
+                }
+                None => {
+                    let api: Api<ClusterSecretStore> = Api::all(client);
+                    k::get(&api, store, &format!("ClusterSecretStore {store}")).await?.map(|s| s.spec.provider)
+                }
+            };
+            match provider {
+                Some(StoreProvider::Aws(aws)) => aws.prefix,
+                _ => None,
+            }
+        }
+    };
+    Ok(Some(remote_names(prefix.as_deref(), &keys)))
+}
+
+/// Whether the provider has a `kubernetes {}` block to look stores up in.
+fn has_cluster(ctx: &ProviderContext) -> bool {
+    ctx.config.get("kubernetes").is_some_and(|k| !k.is_null())
+}
+
+/// The state for what the cluster holds. `remote_refs` is what was planned
+/// (create, update) or, on read, kept while the mapping keys are unchanged
+/// (the store's prefix is re-derived at plan), else re-derived.
+async fn state_of(ctx: &ProviderContext, current: &ExternalSecretResource, found: ExternalSecret, remote_refs: Option<Vec<String>>) -> Result<ExternalSecretResource, Diagnostics> {
     let spec = fitted_spec(&current.spec, &found.spec, &what(current))?;
+    let remote_refs = match remote_refs {
+        Some(refs) => Some(refs),
+        None => match remote_refs_for(ctx, &current.namespace, &spec).await {
+            Ok(Some(refs)) => Some(refs),
+            _ => Some(spec.remote_keys()),
+        },
+    };
     let (ready, reason) = k::ready_of(found.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default());
     Ok(ExternalSecretResource {
         namespace: current.namespace.clone(),
         name: current.name.clone(),
-        remote_refs: Some(spec.remote_keys()),
+        remote_refs,
         spec,
         ready,
         reason,
@@ -122,14 +177,31 @@ impl Resource for ExternalSecretResourceType {
         };
         // remote_refs is a pure function of the spec: known at plan time
         // whenever the mappings are, so IAM can be derived in the same plan.
-        let keys = match planned.model() {
-            Some(model) if !planned.is_unknown(&AttrPath::root("spec").attr("data")) && !planned.is_unknown(&AttrPath::root("spec").attr("data_from")) => {
-                Some(model.spec.remote_keys())
+        // It names what the controller will read: the store's prefix
+        // followed by each key.
+        diags.extend(k8s_checks::require_cluster(ctx).await);
+        let spec = match planned.model() {
+            Some(model)
+                if !planned.is_unknown(&AttrPath::root("spec").attr("data"))
+                    && !planned.is_unknown(&AttrPath::root("spec").attr("data_from"))
+                    && !planned.is_unknown(&AttrPath::root("spec").attr("secret_store_ref")) =>
+            {
+                Some((model.namespace.clone(), model.spec.clone()))
             }
             _ => None,
         };
-        if let Some(keys) = keys {
-            planned.set_attr("remote_refs", Value::List(keys.into_iter().map(Value::String).collect()));
+        if let Some((namespace, spec)) = spec
+            && !diags.has_errors()
+        {
+            match remote_refs_for(ctx, &namespace, &spec).await {
+                Ok(Some(refs)) => planned.set_attr("remote_refs", Value::List(refs.into_iter().map(Value::String).collect())),
+                // Unknown until apply: the store's prefix is, or the cluster
+                // lookup failed (the namespace checks below report why).
+                Ok(None) | Err(_) => {}
+            }
+        }
+        if diags.has_errors() {
+            return diags;
         }
         diags.extend(k8s_checks::plan_external_secret(ctx, planned.value()).await);
         diags
@@ -138,13 +210,17 @@ impl Resource for ExternalSecretResourceType {
     async fn create(&self, ctx: &ProviderContext, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
         let stored = k::create_new(&api, &planned.name, &manifest(&planned), &what(&planned), "ExternalSecret", &format!("{}/{}", planned.namespace, planned.name)).await?;
-        state_of(&planned, stored)
+        let refs = planned.remote_refs.clone();
+        state_of(ctx, &planned, stored, refs).await
     }
 
     async fn read(&self, ctx: &ProviderContext, current: ExternalSecretResource) -> Result<Option<ExternalSecretResource>, Diagnostics> {
         let api = api(ctx, &current.namespace).await?;
         match k::get(&api, &current.name, &what(&current)).await? {
-            Some(found) => Ok(Some(state_of(&current, found)?)),
+            Some(found) => {
+                let keep = current.remote_refs.clone().filter(|_| found.spec.remote_keys() == current.spec.remote_keys());
+                Ok(Some(state_of(ctx, &current, found, keep).await?))
+            }
             None => Ok(None),
         }
     }
@@ -152,7 +228,8 @@ impl Resource for ExternalSecretResourceType {
     async fn update(&self, ctx: &ProviderContext, _prior: ExternalSecretResource, planned: ExternalSecretResource) -> Result<ExternalSecretResource, Diagnostics> {
         let api = api(ctx, &planned.namespace).await?;
         let stored = k::apply_exact_spec(&api, &planned.name, &manifest(&planned), &what(&planned)).await?;
-        state_of(&planned, stored)
+        let refs = planned.remote_refs.clone();
+        state_of(ctx, &planned, stored, refs).await
     }
 
     async fn delete(&self, ctx: &ProviderContext, prior: ExternalSecretResource) -> Result<(), Diagnostics> {
@@ -167,7 +244,7 @@ impl Resource for ExternalSecretResourceType {
         match k::get(&api, &name, &label).await? {
             Some(found) => {
                 let key = ExternalSecretResource { namespace, name, spec: found.spec.clone(), remote_refs: None, ready: None, reason: None, id: None };
-                state_of(&key, found)
+                state_of(ctx, &key, found, None).await
             }
             None => Err(Diagnostic::error("Cannot import non-existent ExternalSecret", format!("{label} does not exist; check the ID.")).into()),
         }

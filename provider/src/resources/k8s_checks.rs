@@ -34,7 +34,7 @@ use secretbridge_shared::names::{AWS_ROLE_ARN_ANNOTATION, GCP_SERVICE_ACCOUNT_AN
 use secretbridge_shared::store::{ClusterSecretStore, SecretStore};
 
 use crate::kube as k;
-use crate::planned::{Known, PlannedServiceAccount, PlannedServiceAccountRef, PlannedStore, PlannedWorkloadIdentity, StoreProviderKind};
+use crate::planned::{Known, PlannedIrsaRole, PlannedServiceAccount, PlannedServiceAccountRef, PlannedStore, PlannedWorkloadIdentity, StoreProviderKind};
 use crate::plugin::diag::{AttrPath, Diagnostic, Diagnostics};
 use crate::plugin::resource::ProviderContext;
 use crate::plugin::value::Value;
@@ -59,13 +59,50 @@ fn known(v: &Value) -> Option<String> {
 /// Why the order of planning matters, for "not found" diagnostics.
 const ORDER_HINT: &str = "Terraform plans a resource after another only when its configuration references it: if the other end is declared in this configuration, reference it (e.g. `name = secretbridge_secret_store.aws.name`) instead of repeating the literal name.";
 
-/// A cluster lookup that failed: the check ran on the plan only.
+/// A cluster lookup that failed. The provider needs the cluster to apply
+/// this resource, so a cluster it cannot reach fails the plan, naming the
+/// settings to fix; a refusal by RBAC (the cluster answered) only warns,
+/// and the namespace checks then used this plan only.
 fn lookup_warning(what: &str, e: &Diagnostics) -> Diagnostic {
     let detail: Vec<String> = e.0.iter().map(|d| format!("{}: {}", d.summary, d.detail.trim_end_matches('.'))).collect();
-    Diagnostic::warning(
-        format!("Could not look up {what} in the cluster"),
-        format!("{}. The namespace checks used this plan only; they run again at apply.", detail.join("; ")),
+    if detail.iter().any(|d| d.contains("lacks RBAC")) {
+        return Diagnostic::warning(
+            format!("Could not look up {what} in the cluster"),
+            format!("{}. The namespace checks used this plan only; they run again at apply.", detail.join("; ")),
+        );
+    }
+    unreachable_cluster(&format!("look up {what}"), &detail.join("; "))
+}
+
+/// The plan error for a cluster the provider cannot reach.
+fn unreachable_cluster(action: &str, detail: &str) -> Diagnostic {
+    Diagnostic::error(
+        "Cannot reach the Kubernetes cluster",
+        format!(
+            "The provider needs the cluster to {action} and to apply this resource, but: {detail}. Fix the provider's kubernetes {{}} block: kubernetes.config_path (or the KUBE_CONFIG_PATH environment variable) must name a readable kubeconfig, kubernetes.config_context a context in it, or set kubernetes.host with token/cluster_ca_certificate or an exec {{}} block; and check that the API server is reachable from where Terraform runs."
+        ),
     )
+}
+
+/// Fails the plan of a Kubernetes resource when the provider has a
+/// `kubernetes {}` block but cannot reach that cluster: otherwise the plan
+/// would pass and the apply fail.
+pub async fn require_cluster(ctx: &ProviderContext) -> Diagnostics {
+    if !manages_cluster(ctx) {
+        return Diagnostics::default();
+    }
+    let client = match k::client(ctx).await {
+        Ok(c) => c,
+        Err(e) => {
+            let detail: Vec<String> = e.0.iter().map(|d| format!("{}: {}", d.summary, d.detail.trim_end_matches('.'))).collect();
+            return unreachable_cluster("plan", &detail.join("; ")).into();
+        }
+    };
+    match client.apiserver_version().await {
+        // Any answer from the API server, even a refusal, means it is reachable.
+        Ok(_) | Err(::kube::Error::Api(_)) => Diagnostics::default(),
+        Err(e) => unreachable_cluster("plan", &format!("the API server did not answer ({e})")).into(),
+    }
 }
 
 /// Records a planned `secretbridge_service_account` and checks it against
@@ -113,6 +150,7 @@ pub async fn plan_service_account(ctx: &ProviderContext, v: &Value) -> Diagnosti
         }
     }
     check_stores_using(ctx, &sa, &mut diags);
+    check_stores_wanting_another_namespace(ctx, &sa, &mut diags).await;
     // Bindings for this KSA that name another GSA.
     for binding in ctx.planned.snapshot().workload_identities {
         let for_this = binding.namespace.known() == Some(&namespace) && binding.service_account.known() == Some(&name);
@@ -156,6 +194,74 @@ fn check_stores_using(ctx: &ProviderContext, sa: &PlannedServiceAccount, diags: 
             ),
         ));
     }
+}
+
+/// The namespace pitfall from the ServiceAccount's side: a store planned
+/// before it authenticates as a ServiceAccount of the same name in another
+/// namespace, where neither this plan (so far) nor the cluster has one.
+/// With the store planned first, this is the pair's second end; with the
+/// store second, [`plan_store`] reports the same pair. Either way the plan
+/// fails, whatever the order.
+async fn check_stores_wanting_another_namespace(ctx: &ProviderContext, sa: &PlannedServiceAccount, diags: &mut Diagnostics) {
+    let set = ctx.planned.snapshot();
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for store in set.secret_stores.values().chain(set.cluster_stores.values()) {
+        let Some(r) = &store.service_account else { continue };
+        if r.name.known() != Some(&sa.name) {
+            continue;
+        }
+        let ns = match (&r.namespace, &store.namespace) {
+            (Some(Known::Value(ns)), _) => ns.clone(),
+            (None, Some(store_ns)) => store_ns.clone(),
+            _ => continue,
+        };
+        if ns == sa.namespace || set.service_accounts.contains_key(&(ns.clone(), sa.name.clone())) {
+            continue;
+        }
+        let label = match &store.namespace {
+            Some(store_ns) => format!("SecretStore {store_ns}/{}", store.name),
+            None => format!("ClusterSecretStore {}", store.name),
+        };
+        wanted.push((ns, label));
+    }
+    for (ns, label) in wanted {
+        match cluster_service_account(ctx, &ns, &sa.name).await {
+            Ok(ClusterServiceAccount::Missing) => diags.push(Diagnostic::attribute_error(
+                AttrPath::root("namespace"),
+                "ServiceAccount is in another namespace than its store",
+                format!(
+                    "{label} authenticates as ServiceAccount {ns}/{name}, but this configuration declares ServiceAccount '{name}' in namespace '{sa_ns}' and the cluster has none in '{ns}'. A SecretStore can only use a ServiceAccount in its own namespace (the controller refuses it at runtime, and the IAM trust must name the same namespace). Fix: declare this ServiceAccount in namespace '{ns}' (namespace = \"{ns}\", with the IRSA role or Workload Identity binding trusting {ns}/{name}), or move the store and its ExternalSecrets to namespace '{sa_ns}'. If this configuration does declare ServiceAccount {ns}/{name}, reference it from the store (service_account_ref = {{ name = secretbridge_service_account.NAME.name }}) so Terraform plans it first.",
+                    name = sa.name,
+                    sa_ns = sa.namespace,
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => diags.push(lookup_warning(&format!("ServiceAccount {ns}/{}", sa.name), &e)),
+        }
+    }
+}
+
+/// The role side of the IRSA trust check: every ServiceAccount planned so
+/// far that carries this role's ARN must be the one its trust admits. With
+/// the role referencing its ServiceAccount (the cycle-free layout), the
+/// role is planned second and this is where the pair is checked.
+pub fn check_role_against_planned_service_accounts(ctx: &ProviderContext, role: &PlannedIrsaRole) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let (Some(arn), Some(trusted_ns), Some(trusted_name)) = (role.arn.known(), role.namespace.known(), role.service_account.known()) else { return diags };
+    for sa in ctx.planned.service_accounts_annotated(AWS_ROLE_ARN_ANNOTATION, arn, false) {
+        if &sa.namespace == trusted_ns && &sa.name == trusted_name {
+            continue;
+        }
+        diags.push(Diagnostic::attribute_error(
+            AttrPath::root("namespace"),
+            "IRSA role trusts another ServiceAccount",
+            format!(
+                "ServiceAccount {}/{} carries the ARN of IRSA role '{}', but the role's trust admits only ServiceAccount {trusted_ns}/{trusted_name}, so STS will refuse the token at runtime. Set the role's namespace = \"{}\" and service_account = \"{}\" (better: namespace = secretbridge_service_account.NAME.namespace, service_account = secretbridge_service_account.NAME.name), or put the role's ARN on ServiceAccount {trusted_ns}/{trusted_name} instead.",
+                sa.namespace, sa.name, role.name, sa.namespace, sa.name
+            ),
+        ));
+    }
+    diags
 }
 
 /// The role named by a ServiceAccount's `aws_role_arn` must trust exactly
@@ -205,13 +311,16 @@ async fn check_role_trust_in_iam(ctx: &ProviderContext, sa: &PlannedServiceAccou
                 ));
             }
         }
-        Ok(None) => diags.push(Diagnostic::warning(
+        // The role may be declared in this configuration and planned after
+        // this ServiceAccount (it references it): its plan checks the pair.
+        Ok(None) if ctx.planned.snapshot().irsa_roles.is_empty() => diags.push(Diagnostic::warning(
             "IRSA role not found",
             format!(
-                "ServiceAccount {}/{} carries the ARN {arn}, but no such role exists in IAM or in this plan; create it (secretbridge_aws_irsa_role) or fix aws_role_arn. If the role is declared in this configuration, set aws_role_arn = secretbridge_aws_irsa_role.NAME.arn so Terraform plans it first.",
+                "ServiceAccount {}/{} carries the ARN {arn}, but no such role exists in IAM or in this plan; create it (secretbridge_aws_irsa_role) or fix aws_role_arn. If the role is declared in this configuration, its own plan checks its trust against this ServiceAccount.",
                 sa.namespace, sa.name
             ),
         )),
+        Ok(None) => {}
         Err(e) => diags.push(Diagnostic::warning(
             "Could not read the IRSA role's trust",
             format!("{}: {}. The trust check of ServiceAccount {}/{} ran on this plan only.", e.summary, e.detail, sa.namespace, sa.name),
@@ -382,6 +491,18 @@ pub async fn plan_store(ctx: &ProviderContext, v: &Value, namespaced: bool) -> D
         r => Some(PlannedServiceAccountRef { name: kstr(r.attr("name")).unwrap_or(Known::Unknown), namespace: kstr(r.attr("namespace")) }),
     };
     ctx.planned.record_store(PlannedStore { namespace: namespace.clone(), name: name.clone(), provider: kind, service_account: service_account.clone() });
+    let prefix = match provider.attr("aws") {
+        Value::Null => match provider {
+            Value::Unknown => Known::Unknown,
+            _ => Known::Value(None),
+        },
+        aws => match aws.attr("prefix") {
+            Value::String(p) => Known::Value(Some(p.clone())),
+            Value::Null => Known::Value(None),
+            _ => Known::Unknown,
+        },
+    };
+    ctx.planned.record_store_prefix(namespace.as_deref(), &name, prefix);
 
     let Some(sa_ref) = service_account else { return diags };
     let Known::Value(sa_name) = sa_ref.name else { return diags };
@@ -415,17 +536,47 @@ pub async fn plan_store(ctx: &ProviderContext, v: &Value, namespaced: bool) -> D
             // Its own plan, if it is in this configuration, checks this store.
             Ok(ClusterServiceAccount::ManagedByTerraform) => return diags,
             Ok(ClusterServiceAccount::Missing) => {
-                // Often planned after this store (see the module comment), so
-                // only a namesake elsewhere is worth a word, and only a warning.
+                // A namesake already planned in another namespace: with the
+                // store referencing its ServiceAccount (Terraform then plans
+                // the ServiceAccount first) this is the article's mistake for
+                // sure; with a literal name the namesake's own plan reports
+                // the same pair if it comes second, so the plan fails in any
+                // order. A namesake only in the cluster may still be joined
+                // by the right one later in this plan: a warning.
+                let planned_elsewhere: Vec<String> = ctx
+                    .planned
+                    .snapshot()
+                    .service_accounts
+                    .keys()
+                    .filter(|(ns, n)| n == &sa_name && ns != &sa_namespace)
+                    .map(|(ns, _)| ns.clone())
+                    .collect();
+                if !planned_elsewhere.is_empty() {
+                    diags.push(Diagnostic::attribute_error(
+                        ref_path.attr("name"),
+                        "ServiceAccount is in another namespace than its store",
+                        format!(
+                            "{store_label} authenticates as ServiceAccount {sa_namespace}/{sa_name}, but this configuration declares ServiceAccount '{sa_name}' only in namespace {} and the cluster has none in '{sa_namespace}'. A {kind_word} can only use a ServiceAccount in its own namespace (the controller refuses it at runtime, and the IAM trust must name the same namespace). Fix: declare the ServiceAccount in namespace '{sa_namespace}' (with the IRSA role or Workload Identity binding trusting {sa_namespace}/{sa_name}), or move the {kind_word} and its ExternalSecrets to namespace {}. {ORDER_HINT}",
+                            quoted_list(&planned_elsewhere),
+                            quoted_list(&planned_elsewhere),
+                        ),
+                    ));
+                    return diags;
+                }
                 match service_account_namespaces(ctx, &sa_name, &sa_namespace).await {
                     Ok(elsewhere) if !elsewhere.is_empty() => diags.push(Diagnostic::warning(
                         "ServiceAccount found only in another namespace",
                         format!(
-                            "{store_label} uses ServiceAccount '{sa_name}', which so far exists only in namespace {} (it must be in '{sa_namespace}'). Unless this configuration also declares ServiceAccount {sa_namespace}/{sa_name}, declare it (and its IAM trust) in namespace '{sa_namespace}', or move the {kind_word} to the ServiceAccount's namespace.",
+                            "{store_label} uses ServiceAccount '{sa_name}', which so far exists only in namespace {} (it must be in '{sa_namespace}'). Unless this configuration also declares ServiceAccount {sa_namespace}/{sa_name}, declare it (and its IAM trust) in namespace '{sa_namespace}', or move the {kind_word} to the ServiceAccount's namespace. {ORDER_HINT}",
                             quoted_list(&elsewhere)
                         ),
                     )),
-                    Ok(_) => {}
+                    Ok(_) => diags.push(Diagnostic::warning(
+                        "ServiceAccount not found",
+                        format!(
+                            "{store_label} uses ServiceAccount {sa_namespace}/{sa_name}, which is neither in the cluster nor in this plan so far. Declare it (secretbridge_service_account in namespace '{sa_namespace}'). {ORDER_HINT}"
+                        ),
+                    )),
                     Err(e) => diags.push(lookup_warning(&format!("ServiceAccounts named {sa_name}"), &e)),
                 }
                 return diags;
@@ -687,16 +838,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_service_account_seen_only_in_another_namespace_is_a_warning() {
-        // The right one may be planned after the store: never an error.
+    async fn a_service_account_planned_only_in_another_namespace_fails_whichever_is_planned_second() {
+        // ServiceAccount first (the store references it): the store's plan fails.
         let ctx = ctx();
-        plan_service_account(&ctx, &sa("gcp", "app", Value::Null, s("app@p.iam.gserviceaccount.com"))).await;
-        let d = plan_store(&ctx, &store("aws", obj(&[("name", s("app")), ("namespace", Value::Null)])), true).await;
+        plan_service_account(&ctx, &sa("b", "test-eso-sa", s("arn:aws:iam::1:role/eso"), Value::Null)).await;
+        let d = plan_store(&ctx, &store("a", obj(&[("name", s("test-eso-sa")), ("namespace", Value::Null)])), true).await;
+        let errs = errors(&d);
+        assert_eq!(errs.len(), 1, "{d:?}");
+        assert!(errs[0].contains("SecretStore a/aws authenticates as ServiceAccount a/test-eso-sa") && errs[0].contains("only in namespace 'b'"), "{}", errs[0]);
+        // The store first (a literal name): the ServiceAccount's plan fails.
+        let ctx2 = super::tests::ctx();
+        let d = plan_store(&ctx2, &store("a", obj(&[("name", s("test-eso-sa")), ("namespace", Value::Null)])), true).await;
         assert!(errors(&d).is_empty(), "{d:?}");
-        let warned = warnings(&d);
-        assert!(warned.iter().any(|w| w.contains("so far exists only in namespace 'gcp'")), "{d:?}");
-        // The right one arrives later with its annotation: no error from its side either.
-        assert!(errors(&plan_service_account(&ctx, &sa("aws", "app", s("arn:aws:iam::1:role/app"), Value::Null)).await).is_empty());
+        assert!(warnings(&d).iter().any(|w| w.contains("neither in the cluster nor in this plan so far")), "{d:?}");
+        let d = plan_service_account(&ctx2, &sa("b", "test-eso-sa", s("arn:aws:iam::1:role/eso"), Value::Null)).await;
+        let errs = errors(&d);
+        assert_eq!(errs.len(), 1, "{d:?}");
+        assert!(errs[0].contains("SecretStore a/aws authenticates as ServiceAccount a/test-eso-sa") && errs[0].contains("in namespace 'b'"), "{}", errs[0]);
+        // The right one in the plan: no error from either side.
+        let ctx3 = super::tests::ctx();
+        plan_service_account(&ctx3, &sa("a", "test-eso-sa", s("arn:aws:iam::1:role/eso"), Value::Null)).await;
+        assert!(errors(&plan_store(&ctx3, &store("a", obj(&[("name", s("test-eso-sa")), ("namespace", Value::Null)])), true).await).is_empty());
+        assert!(errors(&plan_service_account(&ctx3, &sa("b", "test-eso-sa", Value::Null, Value::Null)).await).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_role_planned_after_its_service_accounts_checks_their_trust() {
+        let ctx = ctx();
+        plan_service_account(&ctx, &sa("b", "eso", s("arn:aws:iam::1:role/eso"), Value::Null)).await;
+        let role = |ns: &str| PlannedIrsaRole {
+            name: "eso".into(),
+            arn: Known::Value("arn:aws:iam::1:role/eso".into()),
+            namespace: Known::Value(ns.into()),
+            service_account: Known::Value("eso".into()),
+        };
+        let errs = errors(&check_role_against_planned_service_accounts(&ctx, &role("a")));
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("ServiceAccount b/eso carries the ARN of IRSA role 'eso'") && errs[0].contains("admits only ServiceAccount a/eso"), "{}", errs[0]);
+        assert!(check_role_against_planned_service_accounts(&ctx, &role("b")).0.is_empty());
     }
 
     #[tokio::test]
@@ -707,7 +886,23 @@ mod tests {
         let es = |ns: &str, store: &str, kind: &str| {
             obj(&[("namespace", s(ns)), ("name", s("db")), ("spec", obj(&[("secret_store_ref", obj(&[("name", s(store)), ("kind", s(kind))]))]))])
         };
-        assert!(errors(&plan_external_secret(&ctx, &es("app", "aws", "SecretStore")).await).is_empty());
-        assert!(errors(&plan_external_secret(&ctx, &es("other", "global", "ClusterSecretStore")).await).is_empty());
+        // Found in the plan: the check answers from it, without asking the cluster, so there is no
+        // diagnostic at all (not even the warning an unreachable cluster gives).
+        let d = plan_external_secret(&ctx, &es("app", "aws", "SecretStore")).await;
+        assert!(d.0.is_empty(), "the planned SecretStore app/aws is found: {d:?}");
+        let d = plan_external_secret(&ctx, &es("other", "global", "ClusterSecretStore")).await;
+        assert!(d.0.is_empty(), "the planned ClusterSecretStore global is found from any namespace: {d:?}");
+        // Not a match in the plan: the same names with the wrong namespace or kind go on to the
+        // cluster, which this provider has no kubernetes {} block for: each says so.
+        let misses = [
+            ("SecretStore aws planned in namespace app only", es("other", "aws", "SecretStore")),
+            ("a ClusterSecretStore name under kind SecretStore", es("app", "global", "SecretStore")),
+            ("a SecretStore name under kind ClusterSecretStore", es("app", "aws", "ClusterSecretStore")),
+            ("no store of that name", es("app", "missing", "SecretStore")),
+        ];
+        for (what, external_secret) in misses {
+            let d = plan_external_secret(&ctx, &external_secret).await;
+            assert!(!d.0.is_empty(), "{what}: not found in the plan, so the check must look further and report: {d:?}");
+        }
     }
 }

@@ -106,7 +106,11 @@ impl Resource for SecretStoreResourceType {
     }
 
     async fn modify_plan(&self, ctx: &ProviderContext, _prior: Option<&SecretStoreResource>, planned: &mut PlannedState<'_, SecretStoreResource>) -> Diagnostics {
-        k8s_checks::plan_store(ctx, planned.value(), true).await
+        let mut diags = k8s_checks::require_cluster(ctx).await;
+        if !diags.has_errors() {
+            diags.extend(k8s_checks::plan_store(ctx, planned.value(), true).await);
+        }
+        diags
     }
 
     async fn create(&self, ctx: &ProviderContext, planned: SecretStoreResource) -> Result<SecretStoreResource, Diagnostics> {

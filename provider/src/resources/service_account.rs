@@ -96,7 +96,11 @@ impl Resource for ServiceAccountResource {
         _prior: Option<&KubernetesServiceAccount>,
         planned: &mut crate::plugin::resource::PlannedState<'_, KubernetesServiceAccount>,
     ) -> Diagnostics {
-        super::k8s_checks::plan_service_account(ctx, planned.value()).await
+        let mut diags = super::k8s_checks::require_cluster(ctx).await;
+        if !diags.has_errors() {
+            diags.extend(super::k8s_checks::plan_service_account(ctx, planned.value()).await);
+        }
+        diags
     }
 
     async fn create(&self, ctx: &ProviderContext, planned: KubernetesServiceAccount) -> Result<KubernetesServiceAccount, Diagnostics> {

@@ -18,14 +18,14 @@ use secretbridge_shared::{ClusterSecretStore, ExternalSecret, SecretStore};
 use crate::acceptance::Workdir;
 use crate::service_account::{kubectl, runtime, write_kube_config};
 
-const APPLY: &[&str] = &["apply", "-auto-approve", "-no-color", "-input=false"];
+pub(crate) const APPLY: &[&str] = &["apply", "-auto-approve", "-no-color", "-input=false"];
 
 fn crds_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").join("deploy").join("crds")
 }
 
 /// A cluster with the secretbridge CRDs installed.
-fn cluster(rt: &tokio::runtime::Runtime) -> Cluster {
+pub(crate) fn cluster(rt: &tokio::runtime::Runtime) -> Cluster {
     let cluster = rt.block_on(Cluster::from_env_or_start()).expect("cluster");
     rt.block_on(cluster.install_crds(&crds_dir())).expect("install CRDs");
     cluster
@@ -211,7 +211,7 @@ fn lifecycle(version: &str, rt: &tokio::runtime::Runtime, cluster: &mut Cluster)
 /// Both CLIs. Terraform 1.0.x crashes planning a nested attribute inside a
 /// nested attribute, so the schema renders every object that holds objects
 /// as a block (`spec { provider { aws { auth { jwt { ... } } } } }`).
-const CLIS: &[&str] = &["1.0.3", "1.15.5"];
+pub(crate) const CLIS: &[&str] = &["1.0.3", "1.15.5"];
 
 #[test]
 fn store_and_external_secret_lifecycle() {
@@ -274,7 +274,7 @@ resource "secretbridge_external_secret" "db" {{
     )
 }
 
-fn plan_fails_with(w: &Workdir, needles: &[&str]) {
+pub(crate) fn plan_fails_with(w: &Workdir, needles: &[&str]) {
     let out = w.run(&["plan", "-no-color", "-input=false"]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // Terraform wraps long diagnostic lines; compare with whitespace collapsed.
@@ -419,7 +419,7 @@ fn secret_values_never_reach_state_or_trace_log() {
 
 /// An IRSA role and the ServiceAccount carrying its ARN, with both the
 /// `aws {}` (moto behind the guard) and `kubernetes {}` blocks.
-fn trust_config(env: &crate::aws_common::AwsEnv, kubeconfig: &Path, body: &str) -> String {
+pub(crate) fn trust_config(env: &crate::aws_common::AwsEnv, kubeconfig: &Path, body: &str) -> String {
     format!(
         "terraform {{\n  required_providers {{\n    secretbridge = {{\n      source = \"secretbridge/secretbridge\"\n    }}\n  }}\n}}\n\nprovider \"secretbridge\" {{\n  aws {{\n    region     = \"{}\"\n    endpoint   = \"{}\"\n    access_key = \"testing\"\n    secret_key = \"testing\"\n  }}\n  kubernetes {{\n    config_path = \"{}\"\n  }}\n}}\n\n{body}",
         crate::aws_common::REGION,

@@ -189,6 +189,12 @@ impl ExampleRun {
         self.terraform.set_env(format!("TF_VAR_{name}"), value);
     }
 
+    /// Sets an environment variable for Terraform and the provider (e.g.
+    /// `HOME`, so an example's `~/.kube/config` default is a test's file).
+    pub fn env(&mut self, key: &str, value: impl Into<std::ffi::OsString>) {
+        self.terraform.set_env(key, value);
+    }
+
     fn run(&self, action: &str, args: &[&str]) -> Result<secretbridge_harness::TfOutput, DemoError> {
         let mut all = vec![self.chdir.as_str()];
         all.extend_from_slice(args);

@@ -1,5 +1,6 @@
-//! The cloud examples, applied against the emulators by overriding the
-//! provider endpoints, then re-planned empty; the controller then syncs the
+//! The cloud examples, applied as written (their `kubeconfig_path` default
+//! `~/.kube/config` is a file in a temporary HOME) against the emulators by
+//! overriding the provider endpoints, then re-planned empty; the controller then syncs the
 //! ExternalSecret they declare. (`examples-terraform/local` is covered by the
 //! demo test, and the modules through it.)
 
@@ -17,7 +18,14 @@ fn seeded() -> Vec<(&'static str, &'static str)> {
 
 async fn apply_and_replan(stack: &Stack, version: TfVersion, folder: &str, vars: BTreeMap<&'static str, String>) {
     let mut run = example_terraform(version, &crate::provider(), folder).expect("terraform set-up");
-    run.var("kubeconfig_path", stack.kubeconfig_path());
+    // A first run as a user makes it: the kubeconfig where kubectl keeps it,
+    // no kubeconfig variable, no KUBE_CONFIG_PATH.
+    let home = std::env::temp_dir().join(format!("secretbridge-home-{}-{folder}-{version}", std::process::id()));
+    std::fs::create_dir_all(home.join(".kube")).expect(".kube");
+    std::fs::copy(stack.kubeconfig_path(), home.join(".kube").join("config")).expect("copy the kubeconfig");
+    run.env("HOME", &home);
+    run.env("KUBE_CONFIG_PATH", "");
+    run.env("KUBE_CONFIG_PATHS", "");
     for (name, value) in vars {
         run.var(name, value);
     }
@@ -29,6 +37,7 @@ async fn apply_and_replan(stack: &Stack, version: TfVersion, folder: &str, vars:
     .await
     .expect("terraform task")
     .unwrap_or_else(|e| panic!("{folder} on terraform {version}: {e}"));
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 async fn expect_synced(stack: &Stack) {
