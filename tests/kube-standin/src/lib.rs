@@ -43,6 +43,11 @@ pub struct Options {
     pub watch_history: usize,
     /// Where to write the kubeconfig; a private temporary directory when `None`.
     pub state_dir: Option<PathBuf>,
+    /// Bind `system:service-account-issuer-discovery` to `system:unauthenticated`, so clouds
+    /// (the AWS guard, the GCP stand-in) can fetch `/.well-known/openid-configuration` and
+    /// `/openid/v1/jwks` without credentials, the binding the Kubernetes docs give for that.
+    /// Off, only ServiceAccounts may read them, as on a fresh kube-apiserver.
+    pub public_issuer_discovery: bool,
 }
 
 impl Default for Options {
@@ -53,6 +58,7 @@ impl Default for Options {
             issuer: None,
             watch_history: 1000,
             state_dir: None,
+            public_issuer_discovery: true,
         }
     }
 }
@@ -151,14 +157,23 @@ impl KubeStandin {
             .map_err(|source| StartError::Bind { port: options.port, source })?;
         let url = format!("https://127.0.0.1:{}", addr.port());
         let admin_token = random_token();
+        let mut store = store::Store::new(options.watch_history.max(1));
+        for (plural, object) in rbac::bootstrap_objects(options.public_issuer_discovery) {
+            if let Some(rt) = store.find_type("rbac.authorization.k8s.io", "v1", plural)
+                && let Err(e) = store.create(&rt, "", object, "kube-apiserver")
+            {
+                tracing::error!(message = %e.message, "creating a bootstrap RBAC object failed");
+            }
+        }
         let shared = Arc::new(server::Shared {
-            store: Mutex::new(store::Store::new(options.watch_history.max(1))),
+            store: Mutex::new(store),
             signer,
             issuer: options.issuer.clone().unwrap_or_else(|| url.clone()),
             url,
             admin_token,
             users: Mutex::new(HashMap::new()),
             rbac: options.rbac,
+            watches_started: Default::default(),
         });
         let (tempdir, dir) = match &options.state_dir {
             Some(dir) => (None, dir.clone()),
@@ -275,6 +290,13 @@ impl KubeStandin {
         }
     }
 
+    /// How many watch requests the stand-in has accepted since it started (across
+    /// [`Self::stop`] and [`Self::restart`]): a client re-establishing its watches after a
+    /// restart makes it grow.
+    pub fn watches_started(&self) -> u64 {
+        self.shared.watches_started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Serves again on the same port with the same state after [`Self::stop`].
     pub async fn restart(&mut self) -> Result<(), StartError> {
         self.stop();
@@ -325,6 +347,28 @@ pub async fn client_from_kubeconfig(path: &Path, token: Option<&str>) -> Result<
             ..Default::default()
         };
     }
+    kube::Client::try_from(config).map_err(|source| ClientError::BuildClient { source })
+}
+
+/// A client for the kubeconfig's server that sends no credentials at all (the server's
+/// `system:anonymous` user).
+pub async fn anonymous_client_from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadKubeconfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).map_err(|source| ClientError::ParseKubeconfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|source| ClientError::ParseKubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    config.auth_info = kube::config::AuthInfo::default();
     kube::Client::try_from(config).map_err(|source| ClientError::BuildClient { source })
 }
 

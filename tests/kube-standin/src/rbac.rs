@@ -1,8 +1,13 @@
 //! Authentication identities and RBAC evaluation (rbac.authorization.k8s.io/v1).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::store::Store;
+
+/// The user of a request without credentials (kube-apiserver's `--anonymous-auth`, on by default).
+pub fn anonymous() -> UserInfo {
+    UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }
+}
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,19 +133,11 @@ fn role_rules<'a>(store: &'a Store, role_ref: &Value, binding_ns: &str) -> Vec<&
         .collect()
 }
 
-/// Whether RBAC (plus the bootstrap discovery grants every authenticated user has) allows a request.
+/// Whether RBAC allows a request. The bootstrap grants (discovery, public info, basic user,
+/// issuer discovery) are ordinary ClusterRoleBindings created by [`bootstrap`], so they are
+/// evaluated like any other binding.
 pub fn allowed(store: &Store, user: &UserInfo, attrs: &Attributes) -> bool {
     if user.groups.iter().any(|g| g == "system:masters") {
-        return true;
-    }
-    // Bootstrap roles system:discovery, system:public-info-viewer and system:basic-user.
-    if attrs.path.is_some() && attrs.verb == "get" {
-        return true;
-    }
-    if attrs.group == "authorization.k8s.io"
-        && (attrs.resource == "selfsubjectaccessreviews" || attrs.resource == "selfsubjectrulesreviews")
-        && attrs.verb == "create"
-    {
         return true;
     }
     for binding in store.objects_of("rbac.authorization.k8s.io", "clusterrolebindings") {
@@ -171,4 +168,89 @@ pub fn allowed(store: &Store, user: &UserInfo, attrs: &Attributes) -> bool {
         }
     }
     false
+}
+
+/// The default ClusterRoles and ClusterRoleBindings kube-apiserver's RBAC bootstrap creates for
+/// discovery (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`), as
+/// `(plural, object)` pairs: `system:public-info-viewer` (authenticated and unauthenticated),
+/// `system:discovery` and `system:basic-user` (authenticated), and
+/// `system:service-account-issuer-discovery` (ServiceAccounts only). With
+/// `public_issuer_discovery`, also the binding the Kubernetes docs ("Service account issuer
+/// discovery") tell a cluster to add so clouds can fetch the issuer's keys anonymously:
+/// `system:service-account-issuer-discovery` for `system:unauthenticated`.
+pub fn bootstrap_objects(public_issuer_discovery: bool) -> Vec<(&'static str, Value)> {
+    let meta = |name: &str| {
+        json!({
+            "name": name,
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        })
+    };
+    let role = |name: &str, rules: Value| json!({"metadata": meta(name), "rules": rules});
+    let binding = |name: &str, role: &str, groups: &[&str]| {
+        let subjects: Vec<Value> = groups
+            .iter()
+            .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+            .collect();
+        json!({
+            "metadata": meta(name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": subjects,
+        })
+    };
+    let get = |urls: &[&str]| json!([{"nonResourceURLs": urls, "verbs": ["get"]}]);
+    let public_info = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+    let discovery = [
+        "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version",
+        "/version/",
+    ];
+    let issuer = [
+        "/.well-known/openid-configuration",
+        "/.well-known/openid-configuration/",
+        "/openid/v1/jwks",
+        "/openid/v1/jwks/",
+    ];
+    let mut objects = vec![
+        ("clusterroles", role("system:public-info-viewer", get(&public_info))),
+        ("clusterroles", role("system:discovery", get(&discovery))),
+        ("clusterroles", role("system:service-account-issuer-discovery", get(&issuer))),
+        (
+            "clusterroles",
+            role(
+                "system:basic-user",
+                json!([
+                    {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]},
+                    {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
+                ]),
+            ),
+        ),
+        (
+            "clusterrolebindings",
+            binding(
+                "system:public-info-viewer",
+                "system:public-info-viewer",
+                &["system:authenticated", "system:unauthenticated"],
+            ),
+        ),
+        ("clusterrolebindings", binding("system:discovery", "system:discovery", &["system:authenticated"])),
+        ("clusterrolebindings", binding("system:basic-user", "system:basic-user", &["system:authenticated"])),
+        (
+            "clusterrolebindings",
+            binding(
+                "system:service-account-issuer-discovery",
+                "system:service-account-issuer-discovery",
+                &["system:serviceaccounts"],
+            ),
+        ),
+    ];
+    if public_issuer_discovery {
+        let mut public = binding(
+            "service-account-issuer-discovery-unauthenticated",
+            "system:service-account-issuer-discovery",
+            &["system:unauthenticated"],
+        );
+        public["metadata"] = json!({"name": "service-account-issuer-discovery-unauthenticated"});
+        objects.push(("clusterrolebindings", public));
+    }
+    objects
 }

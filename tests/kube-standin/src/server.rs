@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub admin_token: String,
     pub users: Mutex<HashMap<String, UserInfo>>,
     pub rbac: bool,
+    /// Watch requests accepted so far (authorized and routed), for fault tests.
+    pub watches_started: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -109,8 +111,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     Ok(response)
 }
 
+/// The request's user: `system:anonymous` without credentials, `None` (401) for credentials
+/// that do not authenticate.
 fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Option<UserInfo> {
-    let header = req.headers().get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let Some(header) = req.headers().get(hyper::header::AUTHORIZATION) else {
+        return Some(rbac::anonymous());
+    };
+    let header = header.to_str().ok()?;
     let token = header.strip_prefix("Bearer ")?.trim();
     if token == shared.admin_token {
         return Some(UserInfo {
@@ -184,6 +191,24 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
+    // Authentication and authorization come before routing, as in kube-apiserver's handler
+    // chain: a path nobody may read is 403 whether it exists or not.
+    let user = authenticate(shared, &req).ok_or_else(ApiError::unauthorized)?;
+    let non_resource = |p: &str, verb: &str| -> Result<(), ApiError> {
+        let attrs = Attributes {
+            verb: verb.into(),
+            path: Some(p.to_string()),
+            ..Attributes::default()
+        };
+        if shared.rbac && !rbac::allowed(&shared.store(), &user, &attrs) {
+            return Err(ApiError::forbidden("", "", None, format!("forbidden: {}", attrs.forbidden_reason(&user))));
+        }
+        Ok(())
+    };
+    let is_resource_path = path.starts_with("/api/") || path.starts_with("/apis/");
+    if !is_resource_path {
+        non_resource(&path, &req.method().as_str().to_ascii_lowercase())?;
+    }
     match path.as_str() {
         "/.well-known/openid-configuration" => {
             return Ok(json_response(200, &json!({
@@ -205,7 +230,6 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         _ => {}
     }
-    let user = authenticate(shared, &req).ok_or_else(ApiError::unauthorized)?;
     let segments: Vec<String> = path
         .trim_matches('/')
         .split('/')
@@ -214,17 +238,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method().clone();
-    let non_resource = |p: &str| -> Result<(), ApiError> {
-        let attrs = Attributes {
-            verb: "get".into(),
-            path: Some(p.to_string()),
-            ..Attributes::default()
-        };
-        if shared.rbac && !rbac::allowed(&shared.store(), &user, &attrs) {
-            return Err(ApiError::forbidden("", "", None, format!("forbidden: {}", attrs.forbidden_reason(&user))));
-        }
-        Ok(())
-    };
+    let non_resource = |p: &str| non_resource(p, "get");
     match segs.as_slice() {
         ["version"] => {
             non_resource(&path)?;
@@ -415,7 +429,10 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             }
             Ok(json_response(200, &list))
         }
-        "watch" => watch(shared, &rt, request.namespace.clone(), &query),
+        "watch" => {
+            shared.watches_started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            watch(shared, &rt, request.namespace.clone(), &query)
+        }
         "create" => {
             let body = parse_body(&read_body(req).await?, &content_type)?;
             if request.subresource == "token" {

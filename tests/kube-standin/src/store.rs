@@ -185,6 +185,50 @@ fn validate_payload(object: &Value, fields: &[&str], errors: &mut Vec<FieldError
     }
 }
 
+/// Keys each built-in Secret type must carry, as kube-apiserver's `ValidateSecret`
+/// (`pkg/apis/core/validation/validation.go`) checks them: presence for basic-auth and TLS,
+/// a non-empty value for ssh-auth, and well-formed JSON for the two docker config types.
+fn validate_secret_type(object: &Value, errors: &mut Vec<FieldError>) {
+    use base64::Engine;
+    let data = object["data"].as_object();
+    let has = |key: &str| data.is_some_and(|d| d.contains_key(key));
+    let decoded = |key: &str| -> Option<Vec<u8>> {
+        let text = data?.get(key)?.as_str().unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.decode(text).ok()
+    };
+    let required = |key: &str| FieldError::required(&format!("data[{key}]"), "");
+    let json_config = |key: &str, errors: &mut Vec<FieldError>| {
+        if !has(key) {
+            errors.push(required(key));
+            return;
+        }
+        let bytes = decoded(key).unwrap_or_default();
+        if let Err(e) = serde_json::from_slice::<Option<serde_json::Map<String, Value>>>(&bytes) {
+            errors.push(FieldError::invalid(&format!("data[{key}]"), &json!("<secret contents redacted>"), &e.to_string()));
+        }
+    };
+    match object["type"].as_str().unwrap_or("Opaque") {
+        "kubernetes.io/dockercfg" => json_config(".dockercfg", errors),
+        "kubernetes.io/dockerconfigjson" => json_config(".dockerconfigjson", errors),
+        // Either may be empty, but one of the two keys must be present.
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errors.push(required("username"));
+            errors.push(required("password"));
+        }
+        "kubernetes.io/ssh-auth" if decoded("ssh-privatekey").unwrap_or_default().is_empty() => {
+            errors.push(required("ssh-privatekey"));
+        }
+        "kubernetes.io/tls" => {
+            for key in ["tls.crt", "tls.key"] {
+                if !has(key) {
+                    errors.push(required(key));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Immutable Secrets and ConfigMaps (`immutable: true`) keep their payload and stay immutable.
 fn validate_immutability(old: &Value, new: &Value, fields: &[&str], errors: &mut Vec<FieldError>) {
     if old["immutable"].as_bool() != Some(true) {
@@ -474,10 +518,24 @@ impl Store {
     fn admit(&self, rt: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
         let name = meta_str(object, "name").to_string();
         let mut errors = Vec::new();
-        let name_ok = if rt.kind == "Namespace" { is_dns_label(&name) } else { is_dns_subdomain(&name) };
-        if !name_ok {
-            let msg = if rt.kind == "Namespace" { DNS1123_LABEL_MSG } else { DNS1123_SUBDOMAIN_MSG };
-            errors.push(FieldError::invalid("metadata.name", &json!(name), msg));
+        if rt.group == "rbac.authorization.k8s.io" {
+            // RBAC names are path segments (`ValidateRBACName`), so `system:discovery` is valid.
+            for (bad, msg) in [(".", "may not be '.'"), ("..", "may not be '..'")] {
+                if name == bad {
+                    errors.push(FieldError::invalid("metadata.name", &json!(name), msg));
+                }
+            }
+            for part in ["/", "%"] {
+                if name.contains(part) {
+                    errors.push(FieldError::invalid("metadata.name", &json!(name), &format!("may not contain '{part}'")));
+                }
+            }
+        } else {
+            let name_ok = if rt.kind == "Namespace" { is_dns_label(&name) } else { is_dns_subdomain(&name) };
+            if !name_ok {
+                let msg = if rt.kind == "Namespace" { DNS1123_LABEL_MSG } else { DNS1123_SUBDOMAIN_MSG };
+                errors.push(FieldError::invalid("metadata.name", &json!(name), msg));
+            }
         }
         validate_metadata(object, &mut errors);
         match (rt.group.as_str(), rt.kind.as_str()) {
@@ -497,6 +555,7 @@ impl Store {
                     object["type"] = json!("Opaque");
                 }
                 validate_payload(object, &["data"], &mut errors);
+                validate_secret_type(object, &mut errors);
             }
             ("", "Namespace") => {
                 object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);

@@ -120,6 +120,11 @@ impl Cluster {
         Ok(crate::client_from_kubeconfig(&self.kubeconfig_path, Some(token)).await?)
     }
 
+    /// A client that sends no credentials (`system:anonymous`).
+    pub async fn anonymous_client(&self) -> Result<kube::Client, ClusterError> {
+        Ok(crate::anonymous_client_from_kubeconfig(&self.kubeconfig_path).await?)
+    }
+
     /// A TokenRequest token for a ServiceAccount (empty `audiences`: the API server's own).
     pub async fn service_account_token(
         &self,

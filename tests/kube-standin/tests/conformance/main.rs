@@ -13,5 +13,6 @@ mod deploy_rbac;
 mod discovery;
 mod patch;
 mod rbac;
+mod secret_types;
 mod tokens;
 mod watch;

@@ -110,3 +110,71 @@ async fn rbac_allows_bound_verbs_and_denies_everything_else_with_real_messages()
     let _ = crs_admin.delete(&name, &Default::default()).await;
     cluster.cleanup().await;
 }
+
+/// GETs a path and answers the HTTP status code (the client's error mapping folded back).
+async fn get_status(client: &kube::Client, path: &str) -> (u16, String) {
+    let request = hyper::http::Request::get(path).body(Vec::new()).unwrap();
+    match client.request_text(request).await {
+        Ok(_) => (200, String::new()),
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        Err(other) => panic!("GET {path}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn non_resource_urls_follow_the_bootstrap_roles_and_non_resource_rules() {
+    let (mut cluster, ns) = cluster_with_namespace("rbac-paths").await;
+    let client = cluster.client();
+    let anonymous = cluster.anonymous_client().await.unwrap();
+    // system:public-info-viewer is bound to system:unauthenticated; system:discovery is not.
+    assert_eq!(get_status(&anonymous, "/version").await.0, 200);
+    assert_eq!(get_status(&anonymous, "/healthz").await.0, 200);
+    let (code, message) = get_status(&anonymous, "/api").await;
+    assert_eq!(code, 403);
+    assert_eq!(message, "forbidden: User \"system:anonymous\" cannot get path \"/api\"");
+    assert_eq!(get_status(&anonymous, "/apis").await.0, 403);
+    // Without credentials, resources are forbidden, not unauthorized.
+    let (code, _) = get_status(&anonymous, &format!("/api/v1/namespaces/{ns}/secrets")).await;
+    assert_eq!(code, 403);
+
+    // Any authenticated user reads discovery (system:discovery) and a ServiceAccount reads the
+    // issuer's keys (system:service-account-issuer-discovery); nothing else without a grant.
+    let token = service_account_token(&client, &ns, "prober").await;
+    let user = format!("system:serviceaccount:{ns}:prober");
+    let prober = cluster.client_for_token(&token).await.unwrap();
+    for path in ["/api", "/apis", "/version", "/.well-known/openid-configuration", "/openid/v1/jwks"] {
+        assert_eq!(get_status(&prober, path).await.0, 200, "{path}");
+    }
+    // A path no role grants is refused before routing: 403 whether or not it exists.
+    let probe = "/secretbridge-conformance/probe";
+    let (code, message) = get_status(&prober, probe).await;
+    assert_eq!((code, message), (403, format!("forbidden: User \"{user}\" cannot get path \"{probe}\"")));
+
+    // A ClusterRole with nonResourceURLs grants it (and only for the verbs it lists): the path
+    // then answers what the server has there, 404.
+    let name = format!("standin-probe-{ns}");
+    let crs: Api<ClusterRole> = Api::all(client.clone());
+    crs.create(&PostParams::default(), &serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "rules": [{"nonResourceURLs": ["/secretbridge-conformance/*"], "verbs": ["get"]}]
+        })).unwrap())
+        .await
+        .unwrap();
+    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    crbs.create(&PostParams::default(), &serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "prober", "namespace": ns}]
+        })).unwrap())
+        .await
+        .unwrap();
+    eventually("the non-resource grant to take effect", || {
+        let prober = prober.clone();
+        async move { (get_status(&prober, probe).await.0 == 404).then_some(()) }
+    })
+    .await;
+    assert_eq!(get_status(&anonymous, probe).await.0, 403);
+    let _ = crbs.delete(&name, &Default::default()).await;
+    let _ = crs.delete(&name, &Default::default()).await;
+    cluster.cleanup().await;
+}
