@@ -141,7 +141,8 @@ fn namespace_pitfall(version: &str, env: &crate::aws_common::AwsEnv, cluster: &m
             for reversed in [false, true] {
                 write_layout(&w, env, &kubeconfig, &blocks, reversed, modules);
                 if modules {
-                    w.ok(&["init", "-no-color", "-input=false"]);
+                    // Installs the local modules (init would look the provider up in the registry).
+                    w.ok(&["get", "-no-color"]);
                 }
                 for extra in [&["-parallelism=1"][..], &[][..]] {
                     let what = format!("terraform {version}, direct={direct}, modules={modules}, reversed={reversed}, {extra:?}");
@@ -161,7 +162,6 @@ fn namespace_pitfall(version: &str, env: &crate::aws_common::AwsEnv, cluster: &m
     write_layout(&w, env, &kubeconfig, &blocks, false, false);
     let _ = std::fs::remove_dir_all(w.work().join("identity"));
     let _ = std::fs::remove_dir_all(w.work().join("app"));
-    w.ok(&["init", "-no-color", "-input=false"]);
     w.ok(APPLY);
     let (changes, plan) = w.plan_has_changes();
     assert!(!changes, "terraform {version}: re-plan of the correct configuration not empty:\n{plan}");
