@@ -87,7 +87,23 @@ pub struct SecretInfo {
 #[derive(Clone, Debug)]
 pub struct Backend {
     base: SdkConfig,
+    /// Serializes client-id changes, which replace the provider in moto (read, delete, create).
+    oidc_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Why a client-id change was not made.
+#[derive(Debug)]
+pub enum ClientIdChangeError {
+    /// IAM has no provider with that ARN.
+    NoSuchProvider,
+    /// The change would pass IAM's quota of client ids per provider.
+    TooMany,
+    /// moto failed.
+    Moto(String),
+}
+
+/// IAM's quota of client ids (audiences) per OIDC provider.
+pub const MAX_CLIENT_IDS: usize = 100;
 
 fn decode_policy(raw: &str) -> String {
     // IAM returns policy documents URL-encoded; the SDK hands them over as-is.
@@ -118,7 +134,48 @@ impl Backend {
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
-        Backend { base }
+        Backend { base, oidc_writes: Default::default() }
+    }
+
+    /// Adds or removes a client id of an OIDC provider, keeping its URL, thumbprints and tags
+    /// (`AddClientIDToOpenIDConnectProvider` / `RemoveClientIDFromOpenIDConnectProvider`, which
+    /// moto 5.2.5 lacks). moto has no call that edits the list, so the provider is re-created in
+    /// moto with the new list under the same ARN; every later read (GetOpenIDConnectProvider
+    /// through the guard or straight at moto, and the guard's own audience check) sees it.
+    /// Both calls are idempotent, as in IAM: adding a present id or removing an absent one
+    /// changes nothing.
+    pub async fn change_oidc_client_ids(&self, arn: &str, client_id: &str, add: bool) -> Result<(), ClientIdChangeError> {
+        let _serialized = self.oidc_writes.lock().await;
+        let iam = self.iam();
+        let current = match iam.get_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await {
+            Ok(out) => out,
+            Err(err) if err.code() == Some("NoSuchEntity") => return Err(ClientIdChangeError::NoSuchProvider),
+            Err(err) => return Err(ClientIdChangeError::Moto(text(err))),
+        };
+        let mut client_ids = current.client_id_list().to_vec();
+        let present = client_ids.iter().any(|id| id == client_id);
+        match (add, present) {
+            (true, true) | (false, false) => return Ok(()),
+            (true, false) if client_ids.len() >= MAX_CLIENT_IDS => return Err(ClientIdChangeError::TooMany),
+            (true, false) => client_ids.push(client_id.to_string()),
+            (false, true) => client_ids.retain(|id| id != client_id),
+        }
+        let url = current.url().unwrap_or_default();
+        let url = if url.starts_with("https://") { url.to_string() } else { format!("https://{url}") };
+        iam.delete_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+            .map_err(|err| ClientIdChangeError::Moto(text(err)))?;
+        iam.create_open_id_connect_provider()
+            .url(url)
+            .set_client_id_list(Some(client_ids))
+            .set_thumbprint_list(Some(current.thumbprint_list().to_vec()))
+            .set_tags((!current.tags().is_empty()).then(|| current.tags().to_vec()))
+            .send()
+            .await
+            .map_err(|err| ClientIdChangeError::Moto(text(err)))?;
+        Ok(())
     }
 
     fn iam(&self) -> aws_sdk_iam::Client {

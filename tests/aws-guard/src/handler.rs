@@ -1,6 +1,6 @@
 //! Request routing: admin API, STS web identity and role chaining, guarded data calls, pass-through.
 
-use crate::backend::role_name;
+use crate::backend::{ClientIdChangeError, MAX_CLIENT_IDS, role_name};
 use crate::jwt::{Jwks, UnverifiedToken};
 use crate::policy::{Decision, PolicyDocument, Principal, Request as PolicyRequest, evaluate};
 use crate::{Body, Session, State};
@@ -114,12 +114,69 @@ pub(crate) async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> R
         match params.get("Action").map(String::as_str) {
             Some("AssumeRoleWithWebIdentity") => return Ok(assume_role_with_web_identity(&state, parts, params, body).await),
             Some("AssumeRole") => return Ok(assume_role(&state, parts, params, body).await),
+            Some(action @ ("AddClientIDToOpenIDConnectProvider" | "RemoveClientIDFromOpenIDConnectProvider")) => {
+                return Ok(change_client_id(&state, action, &params).await);
+            }
             _ => {}
         }
         return Ok(forward(&state, parts, full(body)).await);
     }
     let (parts, body) = req.into_parts();
     Ok(forward(&state, parts, body.boxed_unsync()).await)
+}
+
+/// An error in the IAM query-protocol shape.
+fn iam_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let kind = if status.is_server_error() { "Receiver" } else { "Sender" };
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        xml_escape(code),
+        xml_escape(message),
+        request_id()
+    );
+    reply(status, "text/xml", body, &[])
+}
+
+/// `AddClientIDToOpenIDConnectProvider` / `RemoveClientIDFromOpenIDConnectProvider`, which moto
+/// lacks: validated as IAM does, then applied in moto by [`crate::backend::Backend::change_oidc_client_ids`].
+async fn change_client_id(state: &State, action: &str, params: &HashMap<String, String>) -> Response<Body> {
+    let arn = params.get("OpenIDConnectProviderArn").map(String::as_str).unwrap_or_default();
+    let client_id = params.get("ClientID").map(String::as_str).unwrap_or_default();
+    for (name, value, max) in [("openIDConnectProviderArn", arn, 2048), ("clientID", client_id, 255)] {
+        if value.is_empty() || value.chars().count() > max {
+            let problem = if value.is_empty() {
+                "Member must have length greater than or equal to 1".to_string()
+            } else {
+                format!("Member must have length less than or equal to {max}")
+            };
+            return iam_error(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                &format!("1 validation error detected: Value at '{name}' failed to satisfy constraint: {problem}"),
+            );
+        }
+    }
+    let add = action.starts_with("Add");
+    match state.backend.change_oidc_client_ids(arn, client_id, add).await {
+        Ok(()) => {
+            let body = format!(
+                "<{action}Response xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
+                request_id()
+            );
+            reply(StatusCode::OK, "text/xml", body, &[])
+        }
+        Err(ClientIdChangeError::NoSuchProvider) => iam_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchEntity",
+            &format!("OpenIDConnect Provider not found for arn {arn}"),
+        ),
+        Err(ClientIdChangeError::TooMany) => iam_error(
+            StatusCode::CONFLICT,
+            "LimitExceeded",
+            &format!("Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: {MAX_CLIENT_IDS}"),
+        ),
+        Err(ClientIdChangeError::Moto(message)) => iam_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailure", &message),
+    }
 }
 
 fn param(query: &[u8], name: &str) -> Option<String> {

@@ -29,6 +29,10 @@
 //!   customer keys. The caller is identified by the access key id in the SigV4
 //!   `Authorization` header; **the signature itself is not verified** (moto does
 //!   not either). Calls signed with any other key pass through as moto's admin.
+//! * `AddClientIDToOpenIDConnectProvider` / `RemoveClientIDFromOpenIDConnectProvider`, which
+//!   moto 5.2.5 lacks: answered by the guard (idempotent, `NoSuchEntity`, the 100-id quota), and
+//!   applied in moto by re-creating the provider under the same ARN with the new client id list,
+//!   so every later read sees it.
 //! * Everything else is passed through untouched (bodies streamed).
 //!
 //! Test hooks: [`AwsGuard::inject_throttling`], [`AwsGuard::set_unavailable`],

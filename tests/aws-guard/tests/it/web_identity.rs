@@ -126,3 +126,47 @@ async fn refuses_an_issuer_that_is_not_an_iam_oidc_provider() {
     assert_eq!(code, "InvalidIdentityToken");
     assert!(message.contains("No OpenIDConnect provider"), "{message}");
 }
+
+/// The provider's client ids as IAM (moto, behind the guard) reports them.
+async fn client_ids(world: &World, arn: &str) -> Vec<String> {
+    let got = world.iam().get_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await.unwrap();
+    got.client_id_list().to_vec()
+}
+
+#[tokio::test]
+async fn client_ids_added_and_removed_through_the_guard_change_who_may_assume() {
+    let world = World::start().await;
+    world.register_issuer(&[AUDIENCE]).await;
+    let arn = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{}", world.issuer.url.trim_start_matches("https://"));
+    let host_path = world.issuer.url.trim_start_matches("https://").to_string();
+    // Trust without an aud condition: only the provider's client id list decides the audience.
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Federated": arn}, "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {format!("{host_path}:sub"): "system:serviceaccount:app:reader"}}
+    }]});
+    let role_arn = world.role_with("reader", &trust, None).await;
+    let vault_token = world.issuer.key.sign(&world.issuer.claims("app", "reader", "vault", 3600));
+    let (code, _) = refused(&world, &role_arn, &vault_token).await;
+    assert_eq!(code, "InvalidIdentityToken");
+
+    let iam = world.iam();
+    iam.add_client_id_to_open_id_connect_provider().open_id_connect_provider_arn(&arn).client_id("vault").send().await.expect("add");
+    // Idempotent, like IAM: adding it again changes nothing.
+    iam.add_client_id_to_open_id_connect_provider().open_id_connect_provider_arn(&arn).client_id("vault").send().await.expect("add again");
+    assert_eq!(client_ids(&world, &arn).await, [AUDIENCE, "vault"]);
+    // moto itself holds the list (reads that bypass the guard agree), thumbprints kept.
+    let direct = world.iam_direct().get_open_id_connect_provider().open_id_connect_provider_arn(&arn).send().await.unwrap();
+    assert_eq!(direct.client_id_list(), [AUDIENCE, "vault"]);
+    assert_eq!(direct.thumbprint_list(), ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"]);
+    // The audience check uses the new list.
+    world.web_identity_provider(&role_arn, &vault_token).provide_credentials().await.expect("vault audience admitted");
+
+    iam.remove_client_id_from_open_id_connect_provider().open_id_connect_provider_arn(&arn).client_id(AUDIENCE).send().await.expect("remove");
+    iam.remove_client_id_from_open_id_connect_provider().open_id_connect_provider_arn(&arn).client_id("absent").send().await.expect("remove absent");
+    assert_eq!(client_ids(&world, &arn).await, ["vault"]);
+
+    let missing = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/nowhere.example.com");
+    let err = iam.add_client_id_to_open_id_connect_provider().open_id_connect_provider_arn(&missing).client_id("x").send().await.unwrap_err();
+    assert_eq!(aws_sdk_iam::error::ProvideErrorMetadata::code(&err), Some("NoSuchEntity"));
+    assert_eq!(world.guard.stats().calls("AddClientIDToOpenIDConnectProvider"), 3);
+}
