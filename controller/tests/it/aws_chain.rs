@@ -109,10 +109,11 @@ async fn case_audience(stack: &Stack) -> CaseResult {
     Ok(())
 }
 
-/// The controller's own count of STS `AssumeRole` calls with this status.
+/// The controller's own count of STS `AssumeRole` calls with this status (0 when no series).
 async fn assume_role_calls(controller: &ControllerProcess, status: &str) -> f64 {
     let metrics = controller.metrics_text().await.unwrap_or_else(|e| panic!("reading the controller's metrics failed: {e}"));
     metric_value(&metrics, "secretbridge_provider_api_calls_total", &[("provider", "sts"), ("call", "AssumeRole"), ("status", status)])
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,13 +114,21 @@ async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
     let before = stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "AWS sync");
     let gbefore = stack.wait_secret_data(&gns, "db", &[("v", "g1")], SYNC_TIMEOUT).await.or_logs(&controller, "GCP sync");
 
-    // AWS goes down (every call answers 503); GCP fails its next reads.
+    // AWS goes down (every call answers 503); GCP fails every read too. The
+    // GCP client retries twice within a sync, so far more failures than
+    // three tries are injected: the retries cannot absorb them, a sync fails.
     let guard = stack.guard().unwrap();
     guard.set_unavailable(true);
-    // Without retrySettings the GCP client retries twice within a sync, so
-    // these two failures cost one sync at most.
-    let gcp_failures = 2;
-    stack.gcp().unwrap().inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::Unavailable, gcp_failures);
+    let gcp = stack.gcp().unwrap();
+    gcp.inject_fault(Some("AccessSecretVersion"), secretbridge_stack::gcp_standin::FaultCode::Unavailable, 1000);
+    let gcp_failed = stack
+        .wait_external_secret(&gns, "db", SYNC_TIMEOUT, "Ready=False during the GCP outage", |es| {
+            ready_condition(es).is_some_and(|c| c.status == ConditionStatus::False)
+        })
+        .await
+        .or_logs(&controller, "the GCP outage shows in status");
+    let gcp_message = ready_condition(&gcp_failed).and_then(|c| c.message.clone()).unwrap_or_default();
+    assert!(gcp_message.contains(&gkey), "the GCP condition names the secret: {gcp_message}");
     let failed = stack
         .wait_external_secret(&ns, "db", SYNC_TIMEOUT, "Ready=False during the outage", |es| {
             ready_condition(es).is_some_and(|c| c.status == ConditionStatus::False)
@@ -149,14 +157,12 @@ async fn cloud_outage_keeps_secrets_backs_off_and_recovers_by_itself() {
     stack.put_parameter(&key, "v2").await.unwrap();
     stack.add_secret_version(&gkey, b"g2").await.unwrap();
     guard.set_unavailable(false);
+    assert!(gcp.pending_faults() > 0, "the GCP outage lasted until now");
+    gcp.clear_faults();
     stack.wait_secret_data(&ns, "db", &[("v", "v2")], Duration::from_secs(120)).await.or_logs(&controller, "AWS recovery");
     stack.wait_ready(&ns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "AWS Ready again");
     stack.wait_secret_data(&gns, "db", &[("v", "g2")], Duration::from_secs(120)).await.or_logs(&controller, "GCP recovery");
     stack.wait_ready(&gns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready again");
-    assert!(
-        stack.gcp().unwrap().call_count("AccessSecretVersion") >= 2 + u64::from(gcp_failures),
-        "every injected GCP failure was consumed before recovery"
-    );
 }
 
 /// An ExternalSecret applied before its store (as a `kubectl apply -f dir/`
@@ -207,12 +213,14 @@ async fn throttling_backs_off_and_recovers() {
     stack.wait_ready(&gns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready");
     let stats = guard.stats();
     assert_eq!(stats.throttled, throttles, "every injected throttle was hit before success: {stats:?}");
+    let gcp = stack.gcp().unwrap();
+    assert_eq!(gcp.pending_faults(), 0, "every injected GCP throttle was served before success");
+    assert!(gcp.call_count("AccessSecretVersion") > 4, "four throttled reads and one that succeeded: {:?}", gcp.call_counts());
     let metrics = controller.metrics_text().await.unwrap();
-    let throttled = ["secretbridge_backend_calls_total", "secretbridge_provider_api_calls_total"]
-        .iter()
-        .map(|name| secretbridge_stack::metric_value(&metrics, name, &[("status", "Throttled")]))
-        .fold(0.0, f64::max);
-    assert!(throttled >= 1.0, "the controller counts throttled calls:\n{metrics}");
+    for provider in ["ssm", "gcpsm"] {
+        let throttled = secretbridge_stack::metric_value(&metrics, "secretbridge_provider_api_calls_total", &[("provider", provider), ("status", "Throttled")]);
+        assert!(throttled.is_some_and(|n| n >= 1.0), "{provider}: the controller counts throttled calls:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,10 +236,18 @@ async fn api_server_restart_drops_watches_and_the_controller_picks_up_changes() 
     stack.wait_secret_data(&ns, "db", &[("v", "v1")], SYNC_TIMEOUT).await.or_logs(&controller, "first sync");
 
     // The API server goes away, cutting every watch; the remote value changes meanwhile.
-    stack.cluster_mut().standin_mut().expect("a stand-in, not a real cluster").stop();
+    let standin = stack.cluster_mut().standin_mut().expect("a stand-in, not a real cluster");
+    let watches_before_stop = standin.watches_started();
+    assert!(watches_before_stop > 0, "the controller watches before the restart");
+    standin.stop();
     stack.put_parameter(&key, "v2").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the controller notice the broken watches
     stack.cluster_mut().standin_mut().expect("stand-in").restart().await.unwrap();
+    // The controller noticed the broken watches: it opens new ones.
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    while stack.cluster_mut().standin_mut().expect("stand-in").watches_started() == watches_before_stop {
+        assert!(tokio::time::Instant::now() < deadline, "the controller re-watches within {SYNC_TIMEOUT:?}\n{}", controller.log_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Changes after the restart arrive through re-established watches: a
     // spec change (new key) and a new ExternalSecret.
@@ -259,19 +275,23 @@ async fn crash_mid_sync_converges_without_blank_or_duplicate_secrets() {
     for i in 0..COUNT {
         external_secret(&stack, &ns, &format!("es-{i:02}"), "ssm", "1h", &[("v", &format!("/{ns}/k{i}"))]).await;
     }
-    // Kill it once some, but (most likely) not all, Secrets are written.
+    // Kill it once some Secrets are written; the fault is only the one this
+    // test names if some, but not all, existed when it died.
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(stack.client(), &ns);
     let managed = kube::api::ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
     let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
-    loop {
-        let written = secrets.list(&managed).await.unwrap().items.len();
-        if written >= 1 || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while secrets.list(&managed).await.unwrap().items.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no Secret written within {SYNC_TIMEOUT:?}\n{}", first.log_tail());
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     first.kill().unwrap();
     assert!(!first.is_running(), "SIGKILL stopped the controller");
+    // The controller is dead: what exists now is what existed at the kill.
+    let written_at_kill = secrets.list(&managed).await.unwrap().items.len();
+    assert!(
+        (1..COUNT).contains(&written_at_kill),
+        "the kill landed mid-sync: {written_at_kill} of {COUNT} Secrets existed when the controller died"
+    );
 
     let second = controller(&stack).await;
     for i in 0..COUNT {
@@ -325,7 +345,9 @@ async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
     stack.wait_ready(&ns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "AWS Ready");
     let after = guard.stats();
     assert_eq!(after.throttled - before.throttled, u64::from(RETRIES), "every injected throttle was hit: {after:?}");
-    assert_eq!(after.calls("GetParameters") - before.calls("GetParameters"), u64::from(RETRIES) + 1, "four throttled tries and the one that succeeded: {after:?}");
+    // At least the four throttled tries and the one that succeeded; a later
+    // sync (e.g. after a status write) may add calls, so this is a bound.
+    assert!(after.calls("GetParameters") - before.calls("GetParameters") > u64::from(RETRIES), "four throttled tries and the one that succeeded: {after:?}");
 
     // GCP, maxRetries 4: the same through the REST client's retry loop.
     let (gns, gsa) = gcp_namespace_with(&stack, "retry-gcp", &retrying).await;
@@ -336,14 +358,22 @@ async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
     external_secret(&stack, &gns, "db", "gcp", "1h", &[("v", &gkey)]).await;
     stack.wait_secret_data(&gns, "db", &[("v", "g1")], SYNC_TIMEOUT).await.or_logs(&controller, "GCP sync through the throttles");
     stack.wait_ready(&gns, "db", SYNC_TIMEOUT).await.or_logs(&controller, "GCP Ready");
-    assert_eq!(gcp.call_count("AccessSecretVersion") - gcp_before, u64::from(RETRIES) + 1, "four throttled tries and the one that succeeded");
+    assert_eq!(gcp.pending_faults(), 0, "every injected GCP throttle was served");
+    assert!(gcp.call_count("AccessSecretVersion") - gcp_before > u64::from(RETRIES), "four throttled tries and the one that succeeded");
 
     // Neither survived by failing a sync and waiting for the requeue.
+    // A series appears on its first increment, so "none failed" is: the
+    // metric exists (the successful syncs are counted under this name and
+    // label) and its Throttled series is absent or 0.
     let metrics = controller.metrics_text().await.unwrap();
-    assert_eq!(throttled_syncs(&metrics), 0.0, "no sync failed on throttling:\n{metrics}");
+    let successes = secretbridge_stack::metric_value(&metrics, "secretbridge_sync_total", &[("result", "success")]);
+    assert!(successes.is_some_and(|n| n >= 2.0), "the sync counter exists and counts both syncs:\n{metrics}");
+    assert_eq!(throttled_syncs(&metrics).unwrap_or(0.0), 0.0, "no sync failed on throttling:\n{metrics}");
     for provider in ["ssm", "gcpsm"] {
+        let ok = secretbridge_stack::metric_value(&metrics, "secretbridge_provider_api_calls_total", &[("provider", provider), ("status", "ok")]);
+        assert!(ok.is_some_and(|n| n >= 1.0), "{provider}: the call counter exists and counts the successful call:\n{metrics}");
         let surfaced = secretbridge_stack::metric_value(&metrics, "secretbridge_provider_api_calls_total", &[("provider", provider), ("status", "Throttled")]);
-        assert_eq!(surfaced, 0.0, "{provider}: the retries absorbed every throttle:\n{metrics}");
+        assert_eq!(surfaced.unwrap_or(0.0), 0.0, "{provider}: the retries absorbed every throttle:\n{metrics}");
     }
 
     // AWS, maxRetries 0: the first throttle fails the sync. One failed sync

@@ -121,5 +121,5 @@ spec:
     assert_eq!(gcp.call_count("GenerateAccessToken") + gcp.call_count("IdentityBindingToken"), 0, "no Workload Identity exchange");
     let metrics = controller.metrics_text().await.unwrap();
     let fetched = metric_value(&metrics, "secretbridge_provider_api_calls_total", &[("provider", "gcp-metadata"), ("call", "Token"), ("status", "ok")]);
-    assert_eq!(fetched, 1.0, "{metrics}");
+    assert_eq!(fetched, Some(1.0), "{metrics}");
 }

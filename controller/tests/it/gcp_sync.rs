@@ -17,6 +17,10 @@ use std::path::Path;
 
 /// The GCP project of the stand-in.
 pub const PROJECT: &str = "sync-project";
+/// The GKE cluster the store names; the stand-in trusts exactly its identity provider.
+pub const CLUSTER_LOCATION: &str = "europe-west1";
+/// See [`CLUSTER_LOCATION`].
+pub const CLUSTER_NAME: &str = "sync";
 
 /// Everything one test needs; see the module docs.
 pub struct GcpSync {
@@ -68,7 +72,10 @@ impl GcpSync {
                 issuer: kube.issuer().to_owned(),
                 ca_pem: Some(kube.ca_pem().to_owned()),
                 workload_pool: format!("{PROJECT}.svc.id.goog"),
-                identity_provider: None,
+                // Pinned: an exchange audience naming any other provider is refused.
+                identity_provider: Some(format!(
+                    "https://container.googleapis.com/v1/projects/{PROJECT}/locations/{CLUSTER_LOCATION}/clusters/{CLUSTER_NAME}"
+                )),
             }],
             ..Default::default()
         })
@@ -103,7 +110,7 @@ impl GcpSync {
             &Api::<SecretStore>::namespaced(client.clone(), &namespace),
             json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "gcp"},
                 "spec": {"provider": {"gcpsm": {"projectID": PROJECT, "auth": {"workloadIdentity": {
-                    "clusterLocation": "europe-west1", "clusterName": "sync", "serviceAccountRef": {"name": "app"}}}}}}}),
+                    "clusterLocation": CLUSTER_LOCATION, "clusterName": CLUSTER_NAME, "serviceAccountRef": {"name": "app"}}}}}}}),
         )
         .await;
         let external_secrets = Api::<ExternalSecret>::namespaced(client.clone(), &namespace);
@@ -176,4 +183,44 @@ impl GcpSync {
         self.gcp.shutdown().await;
         self.cluster.cleanup().await;
     }
+}
+
+/// The stand-in trusts exactly one identity provider, the one of the cluster
+/// the store names. A store naming another cluster makes the controller build
+/// another exchange audience, which must be refused (as by Google STS), so a
+/// controller that built the audience wrong could not pass these tests.
+#[tokio::test]
+async fn a_store_naming_another_cluster_is_refused_at_the_token_exchange() {
+    let env = GcpSync::seed("gcp-audience").await;
+    let client = env.cluster.client();
+    create(
+        &Api::<SecretStore>::namespaced(client.clone(), &env.namespace),
+        json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "elsewhere"},
+            "spec": {"provider": {"gcpsm": {"projectID": PROJECT, "auth": {"workloadIdentity": {
+                "clusterLocation": CLUSTER_LOCATION, "clusterName": "another-cluster", "serviceAccountRef": {"name": "app"}}}}}}}),
+    )
+    .await;
+    let external_secrets = Api::<ExternalSecret>::namespaced(client, &env.namespace);
+    let mut wrong = external_secret("wrong-audience", json!([{"secretKey": "password", "remoteRef": {"key": "db-password"}}]), None);
+    wrong["spec"]["secretStoreRef"]["name"] = json!("elsewhere");
+    create(&external_secrets, wrong).await;
+    let endpoint = env.gcp.endpoint();
+    let controller = crate::process::ControllerProcess::start(
+        env.cluster.kubeconfig_path(),
+        &["--leader-elect=false", "--namespace", &env.namespace, "--gcp-endpoint", &endpoint],
+        &[],
+    );
+    // The pinned provider is accepted...
+    env.wait_secret("synced").await;
+    // ...and the other cluster's is not: nothing is read through it.
+    let (status, message) = eventually("wrong-audience to be refused", || {
+        let external_secrets = external_secrets.clone();
+        async move { ready_condition(&external_secrets, "wrong-audience").await.filter(|(status, _)| status == "False") }
+    })
+    .await;
+    assert_eq!(status, "False", "{message}");
+    let secrets = Api::<Secret>::namespaced(env.cluster.client(), &env.namespace);
+    assert!(secrets.get_opt("wrong-audience").await.expect("get").is_none(), "no Secret through a refused exchange");
+    drop(controller);
+    env.finish().await;
 }

@@ -268,6 +268,17 @@ impl GcpStandin {
         });
     }
 
+    /// How many injected failures are still waiting to be served (0 once every
+    /// fault from [`Self::inject_fault`] was consumed by a call).
+    pub fn pending_faults(&self) -> u64 {
+        self.shared.lock().faults.iter().map(|fault| u64::from(fault.remaining)).sum()
+    }
+
+    /// Drops every injected failure not served yet.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
     /// How many calls of `method` (RPC name, e.g. `AccessSecretVersion`,
     /// `GenerateAccessToken`, `IdentityBindingToken`, `StsToken`,
     /// `MetadataToken`, `MetadataEmail`) arrived,

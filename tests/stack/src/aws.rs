@@ -39,9 +39,9 @@ impl Stack {
     }
 
     /// Registers the cluster's issuer as an IAM OIDC provider accepting these
-    /// audiences (client ids). Idempotent when an existing provider already
-    /// accepts them all; moto has no `AddClientIDToOpenIDConnectProvider`, so
-    /// call this before anything registers the provider with fewer.
+    /// audiences (client ids). Idempotent: when the provider exists, the
+    /// audiences it lacks are added with `AddClientIDToOpenIDConnectProvider`
+    /// (which the guard implements; moto alone lacks it).
     pub async fn create_oidc_provider_for(&self, audiences: &[&str]) -> Result<String, StackError> {
         let iam = self.iam_admin()?;
         let mut request = iam
@@ -63,16 +63,17 @@ impl Stack {
                     .map_err(StackError::aws("reading the OIDC provider"))?;
                 let missing: Vec<&str> =
                     audiences.iter().copied().filter(|a| !existing.client_id_list().iter().any(|c| c == a)).collect();
-                if missing.is_empty() {
-                    Ok(arn)
-                } else {
-                    Err(StackError::Aws {
-                        action: "registering the OIDC provider".into(),
-                        message: format!(
-                            "{arn} exists without the audiences {missing:?}; call create_oidc_provider_for with every audience before anything else registers the provider"
-                        ),
-                    })
+                let through_guard = aws_sdk_iam::Client::new(&crate::admin_config(&self.aws_endpoint()?, self.aws_region()));
+                for audience in missing {
+                    through_guard
+                        .add_client_id_to_open_id_connect_provider()
+                        .open_id_connect_provider_arn(&arn)
+                        .client_id(audience)
+                        .send()
+                        .await
+                        .map_err(StackError::aws("adding an audience to the OIDC provider"))?;
                 }
+                Ok(arn)
             }
             Err(error) => Err(StackError::aws("creating the OIDC provider")(error)),
         }

@@ -285,9 +285,13 @@ impl Drop for ControllerProcess {
 }
 
 /// Sums the samples of metric `name` whose labels include every pair in
-/// `labels` (Prometheus text format); 0 when none match.
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut total = 0.0;
+/// `labels` (Prometheus text format); `None` when no series matches, so a
+/// metric that is absent (renamed, never registered) is not mistaken for 0.
+/// The controller creates a series on its first increment: to assert "no
+/// throttled calls", assert a sibling series of the same metric exists and
+/// this one is `None` or `Some(0.0)`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total: Option<f64> = None;
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
@@ -305,7 +309,7 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         };
         let matches = labels.iter().all(|(key, wanted)| label_text.contains(&format!("{key}=\"{wanted}\"")));
         if matches && let Some(number) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
-            total += number;
+            total = Some(total.unwrap_or(0.0) + number);
         }
     }
     total
@@ -321,9 +325,12 @@ mod tests {
                     x_total{provider=\"ssm\",call=\"GetParameters\",status=\"Throttled\"} 3\n\
                     x_total{provider=\"sts\",call=\"AssumeRoleWithWebIdentity\",status=\"ok\"} 1\n\
                     x_total_other{provider=\"ssm\"} 100\nplain 7\n";
-        assert_eq!(metric_value(text, "x_total", &[("provider", "ssm"), ("call", "GetParameters")]), 5.0);
-        assert_eq!(metric_value(text, "x_total", &[("status", "ok")]), 3.0);
-        assert_eq!(metric_value(text, "plain", &[]), 7.0);
-        assert_eq!(metric_value(text, "missing", &[]), 0.0);
+        assert_eq!(metric_value(text, "x_total", &[("provider", "ssm"), ("call", "GetParameters")]), Some(5.0));
+        assert_eq!(metric_value(text, "x_total", &[("status", "ok")]), Some(3.0));
+        assert_eq!(metric_value(text, "plain", &[]), Some(7.0));
+        // Absent is not zero: no such metric, and no series with that label.
+        assert_eq!(metric_value(text, "missing", &[]), None);
+        assert_eq!(metric_value(text, "x_total", &[("status", "Denied")]), None);
+        assert_eq!(metric_value("zero_total{a=\"b\"} 0\n", "zero_total", &[("a", "b")]), Some(0.0));
     }
 }

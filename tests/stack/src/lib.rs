@@ -69,6 +69,24 @@ pub struct StackOptions {
     pub watch_history: usize,
     /// Passed to the guard: reuse a role's policies this long (benchmarks).
     pub guard_policy_cache_ttl: Option<std::time::Duration>,
+    /// The GKE clusters `(location, name)` of `gcp_project` whose identity
+    /// providers the GCP stand-in trusts in the pool `PROJECT.svc.id.goog`.
+    /// A token exchange must name one exactly, as
+    /// `identitynamespace:PROJECT.svc.id.goog:https://container.googleapis.com/v1/projects/PROJECT/locations/LOCATION/clusters/NAME`,
+    /// so an audience built wrong is refused (`invalid_target`), as by Google STS.
+    pub gke_clusters: Vec<(String, String)>,
+}
+
+/// The GKE clusters the stack's GCP pool knows by default: the one the tests
+/// and the demo name (`e2e`), the examples' default (`multicloud-autopilot`),
+/// the leak scan's (`scan`) and the benchmark's (`bench`), all in `europe-west1`.
+pub const GKE_CLUSTERS: [(&str, &str); 4] =
+    [("europe-west1", "e2e"), ("europe-west1", "multicloud-autopilot"), ("europe-west1", "scan"), ("europe-west1", "bench")];
+
+/// The Workload Identity provider of a GKE cluster, as it appears in a token
+/// exchange audience after `identitynamespace:POOL:`.
+pub fn gke_identity_provider(project: &str, location: &str, cluster: &str) -> String {
+    format!("https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{cluster}")
 }
 
 impl Default for StackOptions {
@@ -82,6 +100,7 @@ impl Default for StackOptions {
             aws_region: "eu-west-1".to_string(),
             watch_history: 1000,
             guard_policy_cache_ttl: None,
+            gke_clusters: GKE_CLUSTERS.iter().map(|(l, n)| (l.to_string(), n.to_string())).collect(),
         }
     }
 }
@@ -137,12 +156,18 @@ impl Stack {
         let gcp = if options.gcp {
             let standin = GcpStandin::start(gcp_standin::Options {
                 projects: vec![gcp_standin::ProjectSpec::new(options.gcp_project.clone())],
-                trusted_issuers: vec![gcp_standin::TrustedIssuer {
-                    issuer: issuer.clone(),
-                    ca_pem: kube_ca_pem.clone(),
-                    workload_pool: format!("{}.svc.id.goog", options.gcp_project),
-                    identity_provider: None,
-                }],
+                // One provider per cluster, each pinned: the pool is the
+                // project's, shared by its clusters, as in GKE.
+                trusted_issuers: options
+                    .gke_clusters
+                    .iter()
+                    .map(|(location, cluster)| gcp_standin::TrustedIssuer {
+                        issuer: issuer.clone(),
+                        ca_pem: kube_ca_pem.clone(),
+                        workload_pool: format!("{}.svc.id.goog", options.gcp_project),
+                        identity_provider: Some(gke_identity_provider(&options.gcp_project, location, cluster)),
+                    })
+                    .collect(),
                 ..gcp_standin::Options::default()
             })
             .await
