@@ -33,6 +33,36 @@ pub enum DurationError {
     /// The value does not fit in a duration.
     #[error("duration {0:?} is too large")]
     Overflow(String),
+    /// The value parses but is longer than the field allows.
+    #[error("duration {input:?} is longer than the largest allowed, {max}; use a shorter interval, or \"0\" to sync once")]
+    TooLong {
+        /// The whole input.
+        input: String,
+        /// The largest allowed value, written as a duration.
+        max: String,
+    },
+}
+
+/// The longest `refreshInterval` or `retryInterval` secretbridge accepts: one
+/// year. Timers further out than about two years do not exist in the runtime,
+/// and a tenant must not be able to make the controller's arithmetic overflow.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `MAX_INTERVAL` as the CRD writes it.
+pub const MAX_INTERVAL_TEXT: &str = "8760h";
+
+/// The pattern every duration field of the CRDs must match: Go's syntax, a
+/// sequence of numbers with units, or `0`. Admission rejects anything else
+/// with the field path before the controller ever sees it.
+pub const DURATION_PATTERN: &str = r"^[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$";
+
+/// Parses a duration and refuses one longer than `max`.
+pub fn parse_bounded_duration(input: &str, max: Duration) -> Result<Duration, DurationError> {
+    let duration = parse_duration(input)?;
+    if duration > max {
+        return Err(DurationError::TooLong { input: input.to_string(), max: format_duration(max) });
+    }
+    Ok(duration)
 }
 
 /// Parses a Go-style duration such as `1h`, `1h30m`, `1.5h`, `250ms` or `0`.
@@ -199,6 +229,27 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn a_duration_past_a_year_is_refused_naming_the_bound() {
+        assert_eq!(parse_bounded_duration("8760h", MAX_INTERVAL), Ok(MAX_INTERVAL));
+        let refused = parse_bounded_duration("5124095576030431h", MAX_INTERVAL);
+        assert!(matches!(&refused, Err(DurationError::TooLong { max, .. }) if max == "8760h0m0s"), "{refused:?}");
+        assert!(matches!(parse_bounded_duration("8761h", MAX_INTERVAL), Err(DurationError::TooLong { .. })));
+        assert_eq!(parse_duration(MAX_INTERVAL_TEXT), Ok(MAX_INTERVAL));
+    }
+
+    #[test]
+    fn the_crd_pattern_admits_exactly_what_parses() {
+        let pattern = regex::Regex::new(DURATION_PATTERN).expect("the pattern compiles");
+        for good in ["1h", "0", "0s", "1h30m", "1.5h", ".5s", "+10m", "-0", "250ms", "1µs"] {
+            assert!(pattern.is_match(good), "{good}");
+            assert!(parse_duration(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1", "1d", "h", "1..5h", "every so often", "1h ", "1 h"] {
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
     }
 
     proptest! {

@@ -2,7 +2,7 @@
 //! Secret, and how that Secret is kept. Field names follow ESO's v1 API.
 
 use crate::condition::Condition;
-use crate::duration::{DurationError, parse_duration};
+use crate::duration::{DURATION_PATTERN, DurationError, MAX_INTERVAL, parse_bounded_duration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -39,8 +39,12 @@ pub struct ExternalSecretSpec {
     /// The Secret to write and how to own it.
     #[serde(default)]
     pub target: ExternalSecretTarget,
-    /// How often the Secret is refreshed from the store, as a duration such as `1h` or `15m`. `0` syncs once.
+    /// How often the Secret is refreshed from the store, as a duration such as `1h` or `15m`, at most `8760h`. `0` syncs once.
     #[serde(default = "default_refresh_interval")]
+    #[schemars(length(max = 64), regex(pattern = DURATION_PATTERN), extend("x-kubernetes-validations" = [{
+        "rule": "self == '0' || self == '-0' || duration(self) <= duration('8760h')",
+        "message": "refreshInterval must be at most 8760h (one year); use \"0\" to sync once"
+    }]))]
     pub refresh_interval: String,
     /// When to refresh: `Periodic` (every refreshInterval, the default), `CreatedOnce` (only when the Secret is missing) or `OnChange` (only when this ExternalSecret changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,9 +248,9 @@ pub struct SecretBinding {
 }
 
 impl ExternalSecretSpec {
-    /// `refreshInterval` as a duration; zero means sync once.
+    /// `refreshInterval` as a duration, at most [`MAX_INTERVAL`]; zero means sync once.
     pub fn refresh_interval(&self) -> Result<Duration, DurationError> {
-        parse_duration(&self.refresh_interval)
+        parse_bounded_duration(&self.refresh_interval, MAX_INTERVAL)
     }
 
     /// The refresh policy, with ESO's default.

@@ -12,6 +12,7 @@ pub mod crd;
 pub mod duration;
 pub mod external_secret;
 pub mod names;
+pub mod rules;
 pub mod store;
 pub mod terraform;
 

@@ -31,6 +31,19 @@ pub const MANAGED_LABEL: &str = "secretbridge.io/managed";
 pub const DATA_HASH_ANNOTATION: &str = "secretbridge.io/data-hash";
 /// Annotation whose change asks the controller to re-sync at once.
 pub const FORCE_SYNC_ANNOTATION: &str = "secretbridge.io/force-sync";
+/// ESO's force-sync annotation (`kubectl annotate es NAME force-sync=$(date +%s)
+/// --overwrite`), honoured as well so ESO runbooks keep working.
+pub const ESO_FORCE_SYNC_ANNOTATION: &str = "force-sync";
+/// Annotation the controller puts on every Secret it creates, naming the
+/// ExternalSecret that created it. The controller rewrites whole, strips,
+/// owns or deletes only Secrets that carry it for the ExternalSecret at hand
+/// (or an owner reference to it); any other existing Secret is only ever
+/// merged into, under that ExternalSecret's own field manager.
+pub const CREATED_BY_ANNOTATION: &str = "secretbridge.io/created-by";
+/// Prefix of the field manager a `creationPolicy: Merge` ExternalSecret
+/// writes with, followed by its name: each ExternalSecret owns only its own
+/// keys, so two merging into one Secret never remove each other's.
+pub const MERGE_FIELD_MANAGER_PREFIX: &str = "secretbridge/";
 
 /// Secret types that an ExternalSecret may never create or merge into: they
 /// carry cluster credentials (ESO CVE-2026-42876).

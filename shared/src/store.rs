@@ -29,9 +29,9 @@ use serde::{Deserialize, Serialize};
 pub struct SecretStoreSpec {
     /// The backend and how to authenticate to it: exactly one of `aws` or `gcpsm`.
     pub provider: StoreProvider,
-    /// How often, in seconds, the controller re-validates the store. Empty or 0 uses the controller's default.
+    /// How often, in seconds, the controller re-validates the store, at most 31536000 (a year). Empty or 0 uses the controller's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 31_536_000))]
     pub refresh_interval: Option<i64>,
     /// How often and how fast a failed backend call is retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,9 +59,9 @@ pub struct SecretStoreSpec {
 pub struct ClusterSecretStoreSpec {
     /// The backend and how to authenticate to it: exactly one of `aws` or `gcpsm`.
     pub provider: StoreProvider,
-    /// How often, in seconds, the controller re-validates the store. Empty or 0 uses the controller's default.
+    /// How often, in seconds, the controller re-validates the store, at most 31536000 (a year). Empty or 0 uses the controller's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 31_536_000))]
     pub refresh_interval: Option<i64>,
     /// How often and how fast a failed backend call is retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,9 +112,15 @@ pub struct AwsProvider {
     pub auth: Option<AwsAuth>,
 }
 
-/// AWS authentication.
+/// AWS authentication. Admission refuses an `auth` that names no method we
+/// implement: ESO's `secretRef` would otherwise be pruned into `auth: {}` and
+/// fall back to the controller's own identity.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("minProperties" = 1, "x-kubernetes-validations" = [{
+    "rule": "has(self.jwt)",
+    "message": "auth names no supported method: secretbridge implements auth.jwt (IRSA) only; static keys (auth.secretRef) are not supported. Use jwt, or remove auth to use the controller's own identity"
+}]))]
 pub struct AwsAuth {
     /// Authenticate as a Kubernetes ServiceAccount through IRSA: a projected token is exchanged with `sts:AssumeRoleWithWebIdentity` for the role in the ServiceAccount's `eks.amazonaws.com/role-arn` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,9 +165,15 @@ pub struct GcpSmProvider {
     pub auth: Option<GcpSmAuth>,
 }
 
-/// GCP authentication.
+/// GCP authentication. Admission refuses an `auth` that names no method we
+/// implement (ESO's `secretRef`, `workloadIdentityFederation`), for the same
+/// reason as [`AwsAuth`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("minProperties" = 1, "x-kubernetes-validations" = [{
+    "rule": "has(self.workloadIdentity)",
+    "message": "auth names no supported method: secretbridge implements auth.workloadIdentity only; static keys (auth.secretRef) and workloadIdentityFederation are not supported. Use workloadIdentity, or remove auth to use Application Default Credentials"
+}]))]
 pub struct GcpSmAuth {
     /// Authenticate as a Kubernetes ServiceAccount through GKE Workload Identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,16 +197,21 @@ pub struct GcpWorkloadIdentity {
     pub cluster_project_id: Option<String>,
 }
 
+/// Most retries `retrySettings.maxRetries` may ask for: a call retried for
+/// ever would hold one of the controller's sync slots.
+pub const MAX_RETRIES: u32 = 20;
+
 /// Retry behaviour for failed backend calls.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetrySettings {
-    /// How many times a failed call is retried before the sync fails.
+    /// How many times a failed call is retried before the sync fails, at most 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 20))]
     pub max_retries: Option<i32>,
-    /// First wait between retries, as a duration such as `1s`; it grows with jitter.
+    /// First wait between retries, as a duration such as `1s`, at most `8760h`; it grows with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
     pub retry_interval: Option<String>,
 }
 

@@ -12,7 +12,8 @@
 use super::CallError;
 use aws_config::retry::RetryConfig;
 use secretbridge_shared::RetrySettings;
-use secretbridge_shared::duration::{DurationError, parse_duration};
+use secretbridge_shared::duration::{DurationError, MAX_INTERVAL, parse_bounded_duration};
+pub use secretbridge_shared::store::MAX_RETRIES;
 use std::future::Future;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub enum RetrySettingsError {
     /// `maxRetries` is negative.
     #[error("spec.retrySettings.maxRetries is {0}: it counts retries after the first try, so write 0 (no retries) or more")]
     NegativeMaxRetries(i32),
+    /// `maxRetries` is more than [`MAX_RETRIES`].
+    #[error("spec.retrySettings.maxRetries is {0}, more than the {MAX_RETRIES} allowed: a call retried for ever holds a sync slot the other ExternalSecrets need; write {MAX_RETRIES} or fewer")]
+    TooManyRetries(i32),
     /// `retryInterval` does not parse as a duration.
     #[error("spec.retrySettings.retryInterval {value:?} is not a duration ({source}); write it like `1s`, `500ms` or `1m30s`")]
     RetryInterval {
@@ -64,11 +68,12 @@ impl RetryPolicy {
         };
         let max_retries = match settings.max_retries {
             None => DEFAULT_MAX_RETRIES,
+            Some(n) if n > MAX_RETRIES as i32 => return Err(RetrySettingsError::TooManyRetries(n)),
             Some(n) => u32::try_from(n).map_err(|_| RetrySettingsError::NegativeMaxRetries(n))?,
         };
         let interval = match settings.retry_interval.as_deref() {
             None => DEFAULT_INTERVAL,
-            Some(value) => parse_duration(value).map_err(|source| RetrySettingsError::RetryInterval { value: value.to_string(), source })?,
+            Some(value) => parse_bounded_duration(value, MAX_INTERVAL).map_err(|source| RetrySettingsError::RetryInterval { value: value.to_string(), source })?,
         };
         Ok(Some(RetryPolicy { max_retries, interval }))
     }
@@ -121,6 +126,16 @@ mod tests {
 
     fn settings(max_retries: Option<i32>, retry_interval: Option<&str>) -> RetrySettings {
         RetrySettings { max_retries, retry_interval: retry_interval.map(str::to_string) }
+    }
+
+    #[test]
+    fn a_tenant_cannot_ask_for_endless_retries_or_intervals() {
+        assert_eq!(RetryPolicy::from_settings(Some(&settings(Some(i32::MAX), Some("1ns")))), Err(RetrySettingsError::TooManyRetries(i32::MAX)));
+        assert!(RetryPolicy::from_settings(Some(&settings(Some(20), Some("1ns")))).is_ok());
+        assert!(matches!(
+            RetryPolicy::from_settings(Some(&settings(None, Some("5124095576030431h")))),
+            Err(RetrySettingsError::RetryInterval { source: DurationError::TooLong { .. }, .. })
+        ));
     }
 
     #[test]
