@@ -39,6 +39,15 @@ struct Cached {
     renew_at: Option<Instant>,
 }
 
+/// One cache slot: its own lock, held across the credential exchange, so
+/// concurrent reconciles of one store make one exchange while other stores
+/// go on. Empty until an exchange succeeds; a failure is never kept.
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// Slots kept at most. Past it, slots that are empty, expired or idle are
+/// dropped; a tenant creating stores cannot grow the cache without bound.
+pub const MAX_CACHED_CLIENTS: usize = 4096;
+
 /// Builds backend clients with real credentials.
 pub struct RealBackends {
     kube: Client,
@@ -46,7 +55,7 @@ pub struct RealBackends {
     aws: AwsSettings,
     gcp: GcpEndpoints,
     http: JsonClient,
-    cache: tokio::sync::Mutex<HashMap<String, Cached>>,
+    cache: std::sync::Mutex<HashMap<String, Slot>>,
     /// Whether a namespaced SecretStore without an auth block may use the
     /// controller's own identity (off by default: see [`Self::check_identity`]).
     secret_stores_use_controller_identity: bool,
@@ -61,7 +70,7 @@ impl RealBackends {
             aws,
             gcp,
             http: JsonClient::new()?,
-            cache: tokio::sync::Mutex::new(HashMap::new()),
+            cache: std::sync::Mutex::new(HashMap::new()),
             secret_stores_use_controller_identity: false,
         })
     }
@@ -167,7 +176,8 @@ impl RealBackends {
         let fetched = metadata::default_token(&self.http, base).await;
         self.metrics.record("gcp-metadata", "Token", status_of(&fetched));
         let token = fetched.map_err(|e| Self::error(store, "metadata server token", e))?;
-        Ok((token.access_token, token.expires_in))
+        let access_token = non_empty_token(store, "metadata server token", Some(&token.access_token))?;
+        Ok((access_token, token.expires_in))
     }
 
     async fn aws_client(&self, store: &ResolvedStore, aws: &AwsProvider) -> Result<Cached, CredentialError> {
@@ -264,7 +274,7 @@ impl RealBackends {
                 let exchanged = self.http.send(Method::POST, &url, None, Some(&body)).await;
                 self.metrics.record("gcp-securetoken", "IdentityBindingToken", status_of(&exchanged));
                 let exchanged = exchanged.map_err(|e| Self::error(store, "identity-binding token exchange", e))?;
-                let federated = exchanged["access_token"].as_str().unwrap_or_default().to_string();
+                let federated = non_empty_token(store, "identity-binding token exchange", exchanged["access_token"].as_str())?;
                 let federated_ttl = exchanged["expires_in"].as_u64().unwrap_or(3600);
                 match account.metadata.annotations.unwrap_or_default().get(GCP_SERVICE_ACCOUNT_ANNOTATION) {
                     Some(gsa) => {
@@ -278,7 +288,7 @@ impl RealBackends {
                             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                             .map(|t| Duration::try_from(t.duration_since(jiff::Timestamp::now())).unwrap_or(Duration::ZERO))
                             .unwrap_or(Duration::from_secs(3600));
-                        (generated["accessToken"].as_str().unwrap_or_default().to_string(), expires)
+                        (non_empty_token(store, "generateAccessToken", generated["accessToken"].as_str())?, expires)
                     }
                     None => (federated, Duration::from_secs(federated_ttl)),
                 }
@@ -301,6 +311,20 @@ impl RealBackends {
             )),
         };
         Ok(Cached { client, renew_at: Some(renew_instant(Some(SystemTime::now() + expires_in))) })
+    }
+}
+
+/// A token from an answer, or an error: an answer without one must not be
+/// cached as if it were a credential.
+fn non_empty_token(store: &ResolvedStore, step: &'static str, token: Option<&str>) -> Result<String, CredentialError> {
+    match token {
+        Some(token) if !token.is_empty() => Ok(token.to_string()),
+        _ => Err(CredentialError {
+            store: store.name.clone(),
+            step,
+            message: "the answer held no token; it is retried".to_string(),
+            transient: true,
+        }),
     }
 }
 
@@ -354,25 +378,53 @@ fn cache_key(store: &ResolvedStore) -> String {
     format!("{:?}/{}/{:?}/{provider}/{:?}", store.kind, store.name, store.service_account, store.retry)
 }
 
+impl RealBackends {
+    /// The cache slot for `key`, made when missing. The map's own lock is
+    /// held only for this lookup, never across an exchange.
+    fn slot(&self, key: String) -> Slot {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if !cache.contains_key(&key) && cache.len() >= MAX_CACHED_CLIENTS {
+            evict(&mut cache);
+        }
+        cache.entry(key).or_default().clone()
+    }
+
+    /// Slots in the credential cache.
+    pub fn cached_clients(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Drops slots that hold nothing usable (empty or expired) and are not in
+/// use; if that frees nothing, every idle slot goes.
+fn evict(cache: &mut HashMap<String, Slot>) {
+    let now = Instant::now();
+    let usable = |slot: &Slot| match slot.try_lock() {
+        Ok(cached) => cached.as_ref().is_some_and(|c| c.renew_at.is_none_or(|at| now < at)),
+        Err(_) => true,
+    };
+    cache.retain(|_, slot| usable(slot));
+    if cache.len() >= MAX_CACHED_CLIENTS {
+        cache.retain(|_, slot| slot.try_lock().is_err());
+    }
+}
+
 impl BackendFactory for RealBackends {
     fn client_for<'a>(&'a self, store: &'a ResolvedStore) -> BoxFuture<'a, Result<StoreClient, CredentialError>> {
         Box::pin(async move {
-            let key = cache_key(store);
-            // Held across the exchange so concurrent reconciles of one store
-            // make one exchange, not one each.
-            let mut cache = self.cache.lock().await;
-            if let Some(cached) = cache.get(&key)
-                && cached.renew_at.is_none_or(|at| Instant::now() < at)
-            {
-                return Ok(cached.client.clone());
-            }
             self.check_identity(store)?;
+            let slot = self.slot(cache_key(store));
+            let mut cached = slot.lock().await;
+            if let Some(fresh) = cached.as_ref().filter(|c| c.renew_at.is_none_or(|at| Instant::now() < at)) {
+                return Ok(fresh.client.clone());
+            }
+            *cached = None;
             let built = match &store.provider {
                 StoreProvider::Aws(aws) => self.aws_client(store, aws).await?,
                 StoreProvider::Gcpsm(gcp) => self.gcp_client(store, gcp).await?,
             };
             let client = built.client.clone();
-            cache.insert(key, built);
+            *cached = Some(built);
             Ok(client)
         })
     }
@@ -402,6 +454,31 @@ mod tests {
         assert_eq!(cache_key(&store(policy(3))), cache_key(&store(policy(3))));
         assert_ne!(cache_key(&store(policy(3))), cache_key(&store(policy(0))));
         assert_ne!(cache_key(&store(policy(3))), cache_key(&store(None)), "the SDK default is a policy of its own");
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_in_use_and_fresh_slots_and_drops_the_rest() {
+        let mut cache: HashMap<String, Slot> = HashMap::new();
+        for i in 0..MAX_CACHED_CLIENTS {
+            cache.insert(format!("empty-{i}"), Slot::default());
+        }
+        let busy = Slot::default();
+        let guard = busy.lock().await;
+        cache.insert("busy".into(), busy.clone());
+        evict(&mut cache);
+        assert_eq!(cache.len(), 1, "empty slots go, the one in use stays");
+        assert!(cache.contains_key("busy"));
+        drop(guard);
+    }
+
+    #[test]
+    fn an_answer_without_a_token_is_an_error_not_a_credential() {
+        let provider: StoreProvider = serde_json::from_value(json!({"gcpsm": {"projectID": "p"}})).expect("provider parses");
+        let store = ResolvedStore { kind: secretbridge_shared::StoreKind::ClusterSecretStore, name: "gcp".into(), provider, service_account: None, retry: None };
+        assert!(non_empty_token(&store, "step", None).is_err());
+        let empty = non_empty_token(&store, "step", Some("")).expect_err("empty");
+        assert!(empty.transient);
+        assert_eq!(non_empty_token(&store, "step", Some("t")).ok().as_deref(), Some("t"));
     }
 
     #[test]

@@ -170,7 +170,9 @@ impl ParameterSource for AwsParameters {
                     Some(selector) if !selector.is_empty() => format!("{name}{selector}"),
                     _ => name.to_string(),
                 };
-                let value = parameter.value().unwrap_or_default().as_bytes().to_vec();
+                let Some(value) = parameter.value().map(|v| v.as_bytes().to_vec()) else {
+                    return Err(CallError::new(CallErrorKind::MalformedAnswer, format!("GetParameters answered {name} without a Value")));
+                };
                 // SSM may echo an ARN-requested parameter by name, and not
                 // every implementation returns `Selector` (moto does not);
                 // batches hold one selector per parameter, so the name decides.
@@ -215,7 +217,10 @@ impl SecretSource for AwsSecrets {
             if let Some(binary) = answer.secret_binary() {
                 return Ok(binary.as_ref().to_vec());
             }
-            Err(CallError::new(CallErrorKind::NotFound, format!("secret {secret_id} has no value at {version}")))
+            Err(CallError::new(
+                CallErrorKind::MalformedAnswer,
+                format!("GetSecretValue answered {secret_id} at {version} with neither SecretString nor SecretBinary"),
+            ))
         })
     }
 }

@@ -124,16 +124,18 @@ pub fn plan_batches(selectors: Vec<String>) -> Vec<Vec<String>> {
 }
 
 /// One batch. IAM refuses a whole `GetParameters` call when any one name is
-/// denied, so a denied batch of several selectors is retried one selector at
-/// a time: the denial lands on the ExternalSecrets that asked for the denied
-/// key, not on everyone who shared the batch.
+/// denied, and SSM refuses it when any one name is malformed, so a batch of
+/// several selectors that fails for a reason other than a passing one
+/// (throttling, 5xx, network) is retried one selector at a time: the failure
+/// lands on the ExternalSecrets that asked for the bad key, not on the other
+/// tenants who shared the batch.
 async fn fetch_chunk(source: &dyn ParameterSource, metrics: &CallMetrics, chunk: &[String]) -> Vec<(String, ParameterResult)> {
     match source.get_parameters(chunk).await {
         Ok(mut batch) => {
             metrics.record("ssm", "GetParameters", "ok");
             chunk.iter().map(|s| (s.clone(), Ok(batch.values.remove(s)))).collect()
         }
-        Err(error) if error.kind == CallErrorKind::AccessDenied && chunk.len() > 1 => {
+        Err(error) if !error.kind.is_transient() && chunk.len() > 1 => {
             metrics.record("ssm", "GetParameters", error.kind.reason());
             let singles = chunk.iter().map(|selector| async move {
                 let alone = std::slice::from_ref(selector);
@@ -312,6 +314,24 @@ mod tests {
         let (a, b) = tokio::join!(batcher.get(vec!["/team-a/db".into()]), batcher.get(vec!["/team-b/db".into()]));
         assert_eq!(a.get("/team-a/db"), Some(&Ok(Some(b"a".to_vec()))), "team A reads despite sharing a batch with B");
         assert!(matches!(b.get("/team-b/db"), Some(Err(e)) if e.kind == CallErrorKind::AccessDenied));
+    }
+
+    /// One tenant's malformed name once failed every ExternalSecret in the
+    /// batch window, other tenants' included.
+    #[tokio::test]
+    async fn a_malformed_key_fails_only_the_reader_that_asked_for_it() {
+        let fake = Arc::new(FakeParameters::default());
+        fake.put("/team-a/db", "a");
+        fake.reject_as_malformed("/team-b/bad name!");
+        let batcher = ParameterBatcher::spawn(fake.clone(), Arc::default(), Duration::from_millis(200));
+        let (a, b) = tokio::join!(batcher.get(vec!["/team-a/db".into()]), batcher.get(vec!["/team-b/bad name!".into()]));
+        assert_eq!(a.get("/team-a/db"), Some(&Ok(Some(b"a".to_vec()))), "team A reads despite sharing a batch with B");
+        assert!(matches!(b.get("/team-b/bad name!"), Some(Err(e)) if e.kind == CallErrorKind::InvalidRequest));
+        assert_eq!(fake.batch_sizes().first(), Some(&2), "the two did share a batch");
+        // A passing failure of the whole call is not split: it is retried as a whole.
+        fake.fail_next(CallError::new(CallErrorKind::Throttled, "slow down"));
+        let (a, _) = tokio::join!(batcher.get(vec!["/team-a/db".into()]), batcher.get(vec!["/team-a/other".into()]));
+        assert!(matches!(a.get("/team-a/db"), Some(Err(e)) if e.kind == CallErrorKind::Throttled));
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct FakeState<T> {
     items: BTreeMap<String, Vec<T>>,
     denied: HashSet<String>,
+    malformed: HashSet<String>,
     fail_next: Option<CallError>,
     calls: usize,
     batch_sizes: Vec<usize>,
@@ -24,6 +25,7 @@ impl<T> Default for FakeState<T> {
         FakeState {
             items: BTreeMap::new(),
             denied: HashSet::new(),
+            malformed: HashSet::new(),
             fail_next: None,
             calls: 0,
             batch_sizes: Vec::new(),
@@ -40,6 +42,9 @@ impl<T> FakeState<T> {
         }
         if let Some(name) = names.iter().find(|n| self.denied.contains(**n)) {
             return Err(CallError::new(CallErrorKind::AccessDenied, format!("not authorized to read {name}")));
+        }
+        if let Some(name) = names.iter().find(|n| self.malformed.contains(**n)) {
+            return Err(CallError::new(CallErrorKind::InvalidRequest, format!("ValidationException: {name} is not a valid parameter name")));
         }
         Ok(())
     }
@@ -86,6 +91,12 @@ impl FakeParameters {
     /// Makes every call that includes `name` fail with AccessDenied.
     pub fn deny(&self, name: &str) {
         lock(&self.state).denied.insert(name.to_string());
+    }
+
+    /// Makes any call naming `name` fail as SSM fails a call holding a
+    /// malformed name: the whole call, with a ValidationException.
+    pub fn reject_as_malformed(&self, name: &str) {
+        lock(&self.state).malformed.insert(name.to_string());
     }
 
     /// Makes the next call fail with `error`.
@@ -207,7 +218,9 @@ impl SecretSource for FakeSecrets {
 }
 
 /// A fake GCP Secret Manager keyed by `projects/P/secrets/S`: versions count
-/// from 1 and `latest` is the newest enabled version.
+/// from 1, and as in the real service `latest` is the newest version whatever
+/// its state, and reading a disabled version answers `400
+/// FAILED_PRECONDITION`, not 404.
 #[derive(Default)]
 pub struct FakeGcpSecrets {
     state: Mutex<FakeState<Option<Vec<u8>>>>,
@@ -263,17 +276,27 @@ impl GcpSecretSource for FakeGcpSecrets {
                 .rsplit_once("/versions/")
                 .ok_or_else(|| CallError::new(CallErrorKind::InvalidRequest, format!("malformed version name {version_name}")))?;
             state.begin_call(&[secret], 1)?;
-            let not_found = || CallError::new(CallErrorKind::NotFound, format!("Secret Version [{version_name}] not found or disabled"));
-            let versions = state.items.get(secret).ok_or_else(not_found)?;
-            let value = if version == "latest" {
-                versions.iter().rev().find_map(|v| v.clone())
+            let versions = state
+                .items
+                .get(secret)
+                .filter(|versions| !versions.is_empty())
+                .ok_or_else(|| CallError::new(CallErrorKind::NotFound, format!("HTTP 404 NOT_FOUND: Secret [{secret}] not found or has no versions.")))?;
+            let slot = if version == "latest" {
+                versions.last()
             } else {
                 let number: usize = version
                     .parse()
                     .map_err(|_| CallError::new(CallErrorKind::InvalidRequest, format!("version {version:?} is not a number or latest")))?;
-                versions.get(number.wrapping_sub(1)).cloned().flatten()
+                versions.get(number.wrapping_sub(1))
             };
-            value.ok_or_else(not_found)
+            match slot {
+                None => Err(CallError::new(CallErrorKind::NotFound, format!("HTTP 404 NOT_FOUND: Secret Version [{version_name}] not found."))),
+                Some(None) => Err(CallError::new(
+                    CallErrorKind::InvalidRequest,
+                    format!("HTTP 400 FAILED_PRECONDITION: Secret Version [{version_name}] is in DISABLED state."),
+                )),
+                Some(Some(value)) => Ok(value.clone()),
+            }
         })
     }
 }
@@ -311,14 +334,22 @@ mod tests {
         assert!(matches!(fake.get_secret_value("nope", &current).await, Err(e) if e.kind == CallErrorKind::NotFound));
     }
 
+    /// Real Secret Manager (and our GCP stand-in, compared against drongo)
+    /// resolves `latest` to the newest version even when it is disabled, and
+    /// answers FAILED_PRECONDITION, which must never read as "deleted".
     #[tokio::test]
-    async fn gcp_latest_skips_disabled_versions() {
+    async fn gcp_latest_is_the_newest_version_and_a_disabled_one_is_a_precondition_failure() {
         let fake = FakeGcpSecrets::default();
         fake.add_version("p", "s", "one");
         fake.add_version("p", "s", "two");
         fake.disable("p", "s", 2);
-        assert_eq!(fake.access_secret_version("projects/p/secrets/s/versions/latest").await, Ok(b"one".to_vec()));
-        assert!(fake.access_secret_version("projects/p/secrets/s/versions/2").await.is_err());
+        for disabled in ["projects/p/secrets/s/versions/latest", "projects/p/secrets/s/versions/2"] {
+            let error = fake.access_secret_version(disabled).await.expect_err(disabled);
+            assert_eq!(error.kind, CallErrorKind::InvalidRequest, "{disabled}: {error}");
+            assert!(error.message.contains("FAILED_PRECONDITION"), "{error}");
+        }
         assert_eq!(fake.access_secret_version("projects/p/secrets/s/versions/1").await, Ok(b"one".to_vec()));
+        let missing = fake.access_secret_version("projects/p/secrets/s/versions/3").await.expect_err("no version 3");
+        assert_eq!(missing.kind, CallErrorKind::NotFound);
     }
 }

@@ -8,6 +8,7 @@ use super::{CallError, CallErrorKind, GcpSecretSource, SecretSource, SecretVersi
 use crate::decode::{self, DecodeError};
 use crate::desired::SecretData;
 use crate::property::{self, PropertyError};
+use secretbridge_shared::rules::{FieldError, gcp_version_name};
 use secretbridge_shared::{ExternalSecretSpec, RemoteRef};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -157,6 +158,10 @@ pub enum FetchError {
         /// What went wrong.
         source: DecodeError,
     },
+    /// A remote ref names something outside the store's scope, or is not a
+    /// key the backend can have.
+    #[error("{0}")]
+    OutOfScope(#[source] FieldError),
 }
 
 impl FetchError {
@@ -165,7 +170,7 @@ impl FetchError {
             FetchError::FetchParameter { source, .. }
             | FetchError::FetchSecret { source, .. }
             | FetchError::AccessSecretVersion { source, .. } => Some(source),
-            FetchError::Property { .. } | FetchError::Decode { .. } => None,
+            FetchError::Property { .. } | FetchError::Decode { .. } | FetchError::OutOfScope(_) => None,
         }
     }
 
@@ -174,6 +179,7 @@ impl FetchError {
         match self {
             FetchError::Property { source, .. } => source.reason(),
             FetchError::Decode { source, .. } => source.reason(),
+            FetchError::OutOfScope(_) => "RemoteRefOutOfScope",
             other => other.call_error().map_or("FetchFailed", |e| e.kind.reason()),
         }
     }
@@ -225,8 +231,10 @@ enum Call {
     Gcp(String),
 }
 
-fn call_for(client: &StoreClient, remote: &RemoteRef) -> Call {
-    match client {
+/// The read a remote ref needs. `field` is the ref's path in the spec, for
+/// the error when the ref leaves the store's scope.
+fn call_for(client: &StoreClient, field: &str, remote: &RemoteRef) -> Result<Call, FetchError> {
+    Ok(match client {
         StoreClient::ParameterStore { prefix, .. } => {
             let name = format!("{prefix}{}", remote.key);
             match remote.version.as_deref() {
@@ -238,20 +246,10 @@ fn call_for(client: &StoreClient, remote: &RemoteRef) -> Call {
             format!("{prefix}{}", remote.key),
             SecretVersion::from_remote(remote.version.as_deref()),
         ),
-        StoreClient::Gcp { project, location, .. } => {
-            let version = remote.version.as_deref().filter(|v| !v.is_empty()).unwrap_or("latest");
-            let version = version.strip_prefix("versions/").unwrap_or(version);
-            if remote.key.starts_with("projects/") {
-                Call::Gcp(format!("{}/versions/{version}", remote.key))
-            } else {
-                let parent = match location {
-                    Some(location) if !location.is_empty() => format!("projects/{project}/locations/{location}"),
-                    _ => format!("projects/{project}"),
-                };
-                Call::Gcp(format!("{parent}/secrets/{}/versions/{version}", remote.key))
-            }
-        }
-    }
+        StoreClient::Gcp { project, location, .. } => Call::Gcp(
+            gcp_version_name(field, project, location.as_deref(), &remote.key, remote.version.as_deref()).map_err(FetchError::OutOfScope)?,
+        ),
+    })
 }
 
 fn call_error_of(client: &StoreClient, call: &Call, source: CallError) -> FetchError {
@@ -272,11 +270,22 @@ fn call_error_of(client: &StoreClient, call: &Call, source: CallError) -> FetchE
     }
 }
 
-/// Every distinct backend read an ExternalSecret needs, in a stable order.
-fn plan(spec: &ExternalSecretSpec, client: &StoreClient) -> Vec<Call> {
-    let refs = spec.data_from.iter().map(|d| &d.extract).chain(spec.data.iter().map(|d| &d.remote_ref));
-    let unique: BTreeSet<Call> = refs.map(|r| call_for(client, r)).collect();
-    unique.into_iter().collect()
+/// The read of every remote ref, `dataFrom` first and then `data`, in spec
+/// order; refused as a whole when any ref leaves the store's scope.
+fn plan(spec: &ExternalSecretSpec, client: &StoreClient) -> Result<(Vec<Call>, Vec<Call>), FetchError> {
+    let data_from = spec
+        .data_from
+        .iter()
+        .enumerate()
+        .map(|(i, d)| call_for(client, &format!("spec.dataFrom[{i}].extract"), &d.extract))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = spec
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| call_for(client, &format!("spec.data[{i}].remoteRef"), &d.remote_ref))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((data_from, data))
 }
 
 async fn run_calls(client: &StoreClient, calls: &[Call]) -> HashMap<Call, Result<Vec<u8>, CallError>> {
@@ -328,27 +337,28 @@ async fn run_calls(client: &StoreClient, calls: &[Call]) -> HashMap<Call, Result
 /// (other than not-found) fails the whole fetch, so the caller never writes
 /// partial data; refs that are not found are listed in [`Fetched::missing`].
 pub async fn fetch_external_secret(spec: &ExternalSecretSpec, client: &StoreClient) -> Result<Fetched, FetchError> {
-    let calls = plan(spec, client);
-    let mut results = run_calls(client, &calls).await;
+    let (data_from_calls, data_calls) = plan(spec, client)?;
+    let unique: BTreeSet<Call> = data_from_calls.iter().chain(&data_calls).cloned().collect();
+    let unique: Vec<Call> = unique.into_iter().collect();
+    let mut results = run_calls(client, &unique).await;
     let mut fetched = Fetched::default();
-    let mut take = |remote: &RemoteRef| -> Result<Option<Vec<u8>>, FetchError> {
-        let call = call_for(client, remote);
+    let mut take = |call: &Call| -> Result<Option<Vec<u8>>, FetchError> {
         let result = results
-            .get(&call)
+            .get(call)
             .cloned()
             .unwrap_or_else(|| Err(CallError::new(CallErrorKind::Network, "no answer from the backend")));
         match result {
             Ok(value) => Ok(Some(value)),
             Err(error) if error.kind == CallErrorKind::NotFound => {
-                fetched.missing.push(call_error_of(client, &call, error));
+                fetched.missing.push(call_error_of(client, call, error));
                 Ok(None)
             }
-            Err(error) => Err(call_error_of(client, &call, error)),
+            Err(error) => Err(call_error_of(client, call, error)),
         }
     };
     let mut data = SecretData::new();
-    for entry in &spec.data_from {
-        if let Some(raw) = take(&entry.extract)? {
+    for (entry, call) in spec.data_from.iter().zip(&data_from_calls) {
+        if let Some(raw) = take(call)? {
             let raw = match &entry.extract.property {
                 Some(path) => property::extract_property(&raw, path)
                     .map_err(|source| FetchError::Property { key: entry.extract.key.clone(), source })?,
@@ -359,9 +369,9 @@ pub async fn fetch_external_secret(spec: &ExternalSecretSpec, client: &StoreClie
             data.extend(keys);
         }
     }
-    for entry in &spec.data {
+    for (entry, call) in spec.data.iter().zip(&data_calls) {
         let remote = &entry.remote_ref;
-        if let Some(raw) = take(remote)? {
+        if let Some(raw) = take(call)? {
             let value = match &remote.property {
                 Some(path) => property::extract_property(&raw, path)
                     .map_err(|source| FetchError::Property { key: remote.key.clone(), source })?,
@@ -511,12 +521,20 @@ mod tests {
         let regional = StoreClient::Gcp {
             project: "proj".into(),
             location: Some("europe-west1".into()),
-            secrets: Arc::new(CoalescedGcpSecrets::new(fake, Arc::default())),
+            secrets: Arc::new(CoalescedGcpSecrets::new(fake.clone(), Arc::default())),
         };
         assert_eq!(
-            call_for(&regional, &remote("s", None, None)),
-            Call::Gcp("projects/proj/locations/europe-west1/secrets/s/versions/latest".into())
+            call_for(&regional, "spec.data[0].remoteRef", &remote("s", None, None)),
+            Ok(Call::Gcp("projects/proj/locations/europe-west1/secrets/s/versions/latest".into()))
         );
+        // A full name outside the store's project is refused before any call.
+        let escape = spec(vec![("x", remote("db-url", None, None)), ("y", remote("projects/other/secrets/db-url", None, None))], vec![]);
+        let calls_before = fake.calls();
+        match fetch_external_secret(&escape, &client).await {
+            Err(FetchError::OutOfScope(error)) => assert_eq!(error.field, "spec.data[1].remoteRef.key"),
+            other => panic!("expected OutOfScope, got {other:?}"),
+        }
+        assert_eq!(fake.calls(), calls_before, "nothing was read");
         let everything_gone = spec(vec![("x", remote("gone", None, None))], vec![]);
         let fetched = fetch_external_secret(&everything_gone, &client).await.expect("not-found is not an error");
         assert!(fetched.all_missing());

@@ -82,18 +82,57 @@ impl GcpSecretSource for GcpRestSecrets {
             let answer = self
                 .retry
                 .run(|| self.http.send(Method::GET, &url, Some(&self.access_token), None))
-                .await?;
-            let encoded = answer["payload"]["data"].as_str().unwrap_or_default();
+                .await
+                .map_err(|error| definite_not_found(version_name, error))?;
+            // Secret Manager refuses empty payloads, so a success without
+            // `payload.data` is a broken answer, never an empty value.
+            let encoded = answer["payload"]["data"].as_str().ok_or_else(|| {
+                CallError::new(CallErrorKind::MalformedAnswer, format!("AccessSecretVersion answered {version_name} without payload.data"))
+            })?;
             STANDARD
                 .decode(encoded)
-                .map_err(|e| CallError::new(CallErrorKind::InvalidRequest, format!("payload of {version_name} is not base64: {e}")))
+                .map_err(|_| CallError::new(CallErrorKind::MalformedAnswer, format!("the payload of {version_name} is not base64")))
         })
+    }
+}
+
+/// A 404 counts as "this secret or version does not exist" only when Secret
+/// Manager says so of the secret asked for (`Secret [projects/…/secrets/S]
+/// not found…`, `Secret Version […/secrets/S/versions/V] not found.`). Any
+/// other 404 (a proxy, a wrong endpoint) is not evidence that the key is
+/// gone, and must not feed `deletionPolicy: Delete`.
+fn definite_not_found(version_name: &str, error: CallError) -> CallError {
+    if error.kind != CallErrorKind::NotFound {
+        return error;
+    }
+    let secret = version_name.split("/versions/").next().unwrap_or(version_name);
+    let secret_id = secret.rsplit('/').next().unwrap_or(secret);
+    let named = error.message.contains(&format!("/secrets/{secret_id}]")) || error.message.contains(&format!("/secrets/{secret_id}/versions/"));
+    if named {
+        error
+    } else {
+        CallError::new(CallErrorKind::InvalidRequest, format!("{} (a 404 that does not name {secret}, so it is not read as deleted)", error.message))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_404_naming_the_secret_means_it_is_gone() {
+        let name = "projects/p/secrets/db/versions/latest";
+        let gone = CallError::new(CallErrorKind::NotFound, "HTTP 404 NOT_FOUND: Secret [projects/123/secrets/db] not found or has no versions.");
+        assert_eq!(definite_not_found(name, gone.clone()).kind, CallErrorKind::NotFound);
+        let version = CallError::new(CallErrorKind::NotFound, "HTTP 404 NOT_FOUND: Secret Version [projects/123/secrets/db/versions/7] not found.");
+        assert_eq!(definite_not_found("projects/p/secrets/db/versions/7", version).kind, CallErrorKind::NotFound);
+        let other_secret = CallError::new(CallErrorKind::NotFound, "HTTP 404 NOT_FOUND: Secret [projects/123/secrets/db-old] not found or has no versions.");
+        assert_eq!(definite_not_found(name, other_secret).kind, CallErrorKind::InvalidRequest);
+        let proxy = CallError::new(CallErrorKind::NotFound, "HTTP 404: <html>no such route</html>");
+        assert_eq!(definite_not_found(name, proxy).kind, CallErrorKind::InvalidRequest);
+        let denied = CallError::new(CallErrorKind::AccessDenied, "HTTP 403");
+        assert_eq!(definite_not_found(name, denied).kind, CallErrorKind::AccessDenied);
+    }
 
     #[test]
     fn one_base_url_serves_the_metadata_server_too_unless_gce_metadata_host_is_set() {

@@ -49,6 +49,10 @@ pub enum CallErrorKind {
     Network,
     /// The backend refused the request as malformed (other 4xx).
     InvalidRequest,
+    /// The backend answered success without the value (no payload, no
+    /// `Value`, neither `SecretString` nor `SecretBinary`). Never read as an
+    /// empty value, and never as "deleted".
+    MalformedAnswer,
 }
 
 impl CallErrorKind {
@@ -61,6 +65,7 @@ impl CallErrorKind {
             CallErrorKind::Unavailable => "BackendUnavailable",
             CallErrorKind::Network => "NetworkError",
             CallErrorKind::InvalidRequest => "InvalidRequest",
+            CallErrorKind::MalformedAnswer => "MalformedAnswer",
         }
     }
 
@@ -69,7 +74,7 @@ impl CallErrorKind {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            CallErrorKind::Throttled | CallErrorKind::Unavailable | CallErrorKind::Network
+            CallErrorKind::Throttled | CallErrorKind::Unavailable | CallErrorKind::Network | CallErrorKind::MalformedAnswer
         )
     }
 }
