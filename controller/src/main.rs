@@ -179,9 +179,39 @@ fn lease_config(options: &RunOptions, default_namespace: String) -> Result<Lease
     Ok(config)
 }
 
+/// Libraries whose debug and trace output carries request and response
+/// bodies: the API server's answers (which quote what was sent, such as a
+/// templated label value) and the clouds' (which hold secret values). They
+/// log at `info` at most, whatever `--log-level` asks for, so no level of
+/// logging can write a value.
+const PAYLOAD_LOGGING_CRATES: &[&str] = &[
+    "kube_client",
+    "kube_runtime",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tower",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_sdk_ssm",
+    "aws_sdk_secretsmanager",
+    "aws_sdk_sts",
+    "aws_config",
+];
+
+fn log_filter(level: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for krate in PAYLOAD_LOGGING_CRATES {
+        if let Ok(directive) = format!("{krate}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 fn init_logging(options: &RunOptions) {
-    let filter = tracing_subscriber::EnvFilter::try_new(options.log_level.as_deref().unwrap_or("info"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(options.log_level.as_deref());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if options.log_format.as_deref() == Some("json") {
         // Span fields (the reconciled object's reference) go on every line.

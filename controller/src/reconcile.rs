@@ -72,6 +72,70 @@ pub struct CredentialError {
 /// A status this process wrote, with the uid of the ExternalSecret it was written to.
 type WrittenStatus = (Option<String>, ExternalSecretStatus);
 
+/// How long an entry of the per-ExternalSecret maps is kept without being
+/// touched. Entries of deleted ExternalSecrets are never removed otherwise.
+const MEMORY_TTL: Duration = Duration::from_secs(3600);
+/// Entries of each per-ExternalSecret map, at most: past this the oldest
+/// are dropped, so no number of objects grows the controller without bound.
+const MEMORY_MAX_ENTRIES: usize = 200_000;
+
+/// What the controller remembers per ExternalSecret (`(namespace, name)`),
+/// each entry stamped with when it was last touched. Entries of deleted
+/// ExternalSecrets would otherwise stay for ever: a sweep drops entries
+/// older than [`MEMORY_TTL`], and the oldest beyond [`MEMORY_MAX_ENTRIES`].
+/// It runs when the map has grown by a quarter since the last sweep, so its
+/// cost is amortised over the inserts.
+struct Remembered<V> {
+    entries: HashMap<(String, String), (V, std::time::Instant)>,
+    swept_at: usize,
+}
+
+impl<V> Default for Remembered<V> {
+    fn default() -> Self {
+        Remembered { entries: HashMap::new(), swept_at: 0 }
+    }
+}
+
+impl<V> Remembered<V> {
+    fn get(&self, key: &(String, String)) -> Option<&V> {
+        self.entries.get(key).map(|(value, _)| value)
+    }
+
+    /// Updates (or starts from `V::default()`) the entry, stamps it, and returns it.
+    fn touch(&mut self, key: (String, String), update: impl FnOnce(&mut V)) -> &V
+    where
+        V: Default,
+    {
+        self.sweep(std::time::Instant::now());
+        let entry = self.entries.entry(key).or_insert_with(|| (V::default(), std::time::Instant::now()));
+        update(&mut entry.0);
+        entry.1 = std::time::Instant::now();
+        &entry.0
+    }
+
+    fn remove(&mut self, key: &(String, String)) {
+        self.entries.remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn sweep(&mut self, now: std::time::Instant) {
+        if self.entries.len() < self.swept_at.saturating_add(self.swept_at / 4).max(1024) {
+            return;
+        }
+        self.entries.retain(|_, (_, touched)| now.saturating_duration_since(*touched) < MEMORY_TTL);
+        if self.entries.len() > MEMORY_MAX_ENTRIES {
+            let mut stamps: Vec<std::time::Instant> = self.entries.values().map(|(_, touched)| *touched).collect();
+            stamps.sort_unstable();
+            let cutoff = stamps[stamps.len() - MEMORY_MAX_ENTRIES];
+            self.entries.retain(|_, (_, touched)| *touched >= cutoff);
+        }
+        self.swept_at = self.entries.len();
+    }
+}
+
 /// Shared state of the reconciler.
 pub struct Context {
     /// Kubernetes client.
@@ -84,9 +148,9 @@ pub struct Context {
     /// A reconcile triggered by our own Secret write can run before the
     /// watch cache has our status write; without this it would see the
     /// ExternalSecret as never synced and fetch everything a second time.
-    written: Mutex<HashMap<(String, String), WrittenStatus>>,
+    written: Mutex<Remembered<Option<WrittenStatus>>>,
     /// Consecutive transient failures per ExternalSecret, for backoff.
-    failures: Mutex<HashMap<(String, String), u32>>,
+    failures: Mutex<Remembered<u32>>,
     /// Clock, replaceable in tests.
     pub now: fn() -> Timestamp,
     /// Reconcile outcomes and durations for `/metrics`.
@@ -104,8 +168,8 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             backends,
-            written: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            written: Mutex::default(),
+            failures: Mutex::default(),
             now: Timestamp::now,
             metrics: Arc::default(),
         }
@@ -114,7 +178,14 @@ impl Context {
     fn remember_status(&self, es: &ExternalSecret, status: &ExternalSecretStatus) {
         let key = (es.namespace().unwrap_or_default(), es.name_any());
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        written.insert(key, (es.metadata.uid.clone(), status.clone()));
+        written.touch(key, |entry| *entry = Some((es.metadata.uid.clone(), status.clone())));
+    }
+
+    /// Entries held in the per-ExternalSecret maps (written statuses, failure counts).
+    pub fn remembered(&self) -> (usize, usize) {
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (written, failures)
     }
 
     /// The ExternalSecret with the status this process last wrote, when the
@@ -123,7 +194,7 @@ impl Context {
     fn with_written_status(&self, es: &ExternalSecret) -> Option<ExternalSecret> {
         let key = (es.namespace().unwrap_or_default(), es.name_any());
         let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let (uid, status) = written.get(&key)?;
+        let (uid, status) = written.get(&key)?.as_ref()?;
         if *uid != es.metadata.uid {
             return None;
         }
@@ -139,9 +210,7 @@ impl Context {
     fn failure_count(&self, key: (String, String), bump: bool) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if bump {
-            let count = failures.entry(key).or_insert(0);
-            *count = count.saturating_add(1);
-            *count
+            *failures.touch(key, |count| *count = count.saturating_add(1))
         } else {
             failures.remove(&key);
             0
@@ -184,6 +253,20 @@ pub enum ReconcileError {
     /// The store may not be used from this namespace.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// The store breaks a rule of the spec.
+    #[error("{kind:?} {name:?} is invalid: {source}")]
+    InvalidStore {
+        /// Store kind.
+        kind: StoreKind,
+        /// Store name.
+        name: String,
+        /// The field and the fix.
+        source: secretbridge_shared::rules::FieldError,
+    },
+    /// The reconcile panicked. It was contained; the panic's text is not
+    /// repeated (it could quote anything).
+    #[error("the controller hit an internal error while syncing this ExternalSecret; it was contained, counted in secretbridge_sync_total{{result=\"InternalError\"}} and will be retried; please report it with the controller's logs")]
+    Internal,
     /// The store's `retrySettings` are unusable.
     #[error("{kind:?} {name:?} has invalid retrySettings; fix the store")]
     RetrySettings {
@@ -252,6 +335,39 @@ pub enum ReconcileError {
     },
 }
 
+/// What a failed Kubernetes API call may say in status, events and logs:
+/// the code, the reason and the field paths, never the server's message.
+pub fn api_error_summary(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let fields: Vec<&str> = status
+                .details
+                .iter()
+                .flat_map(|details| details.causes.iter())
+                .map(|cause| cause.field.as_str())
+                .filter(|field| !field.is_empty())
+                .collect();
+            let reason = if status.reason.is_empty() { "no reason given" } else { status.reason.as_str() };
+            if fields.is_empty() {
+                format!("the API server answered {} ({reason})", status.code)
+            } else {
+                format!("the API server answered {} ({reason}) for {}", status.code, fields.join(", "))
+            }
+        }
+        other => format!("the request did not complete ({})", kube_error_kind(other)),
+    }
+}
+
+fn kube_error_kind(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(_) => "API error",
+        kube::Error::HyperError(_) | kube::Error::Service(_) => "connection error",
+        kube::Error::SerdeError(_) => "unreadable answer",
+        kube::Error::Auth(_) => "authentication error",
+        _ => "client error",
+    }
+}
+
 fn api_is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => status.code == 429 || status.code >= 500 || status.code == 409,
@@ -268,6 +384,8 @@ impl ReconcileError {
             ReconcileError::StoreNotFound { .. } => "StoreNotFound",
             ReconcileError::ReadNamespace { .. } => "ReadNamespaceFailed",
             ReconcileError::Resolve(error) => error.reason(),
+            ReconcileError::InvalidStore { .. } => "InvalidProviderConfig",
+            ReconcileError::Internal => "InternalError",
             ReconcileError::RetrySettings { .. } => "InvalidRetrySettings",
             ReconcileError::RefreshInterval(_) => "InvalidRefreshInterval",
             ReconcileError::ReadSecret { .. } => "ReadSecretFailed",
@@ -298,7 +416,9 @@ impl ReconcileError {
         }
     }
 
-    /// The message for the `Ready` condition: the error and its cause.
+    /// The message for the `Ready` condition: the error and its cause. An
+    /// API server's answer is reduced to its code, reason and field paths:
+    /// its message may quote what was sent, such as a templated label value.
     pub fn condition_message(&self) -> String {
         match self {
             ReconcileError::Fetch(error) => format!("{}; the Secret was left as it was", error.condition_message()),
@@ -307,7 +427,7 @@ impl ReconcileError {
             | ReconcileError::ReadSecret { source, .. }
             | ReconcileError::WriteSecret { source, .. }
             | ReconcileError::DeleteSecret { source, .. }
-            | ReconcileError::WriteStatus { source, .. } => format!("{self}: {source}"),
+            | ReconcileError::WriteStatus { source, .. } => format!("{self}: {}", api_error_summary(source)),
             ReconcileError::RetrySettings { source, .. } => format!("{self}: {source}"),
             ReconcileError::Build(BuildError::Template(error)) => error.to_string(),
             other => other.to_string(),
@@ -315,11 +435,30 @@ impl ReconcileError {
     }
 }
 
-/// Entry point for the Controller: see [`reconcile_decision`].
+/// Entry point for the Controller: see [`reconcile_decision`]. A panic in
+/// one reconcile is contained here: it is counted, the ExternalSecret gets
+/// `Ready=False`, and every other ExternalSecret keeps syncing.
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    reconcile_decision(es, ctx)
-        .await
-        .map(|next| next.map_or_else(Action::await_change, Action::requeue))
+    use futures::FutureExt;
+    let decision = std::panic::AssertUnwindSafe(reconcile_decision(es.clone(), ctx.clone())).catch_unwind().await;
+    match decision {
+        Ok(result) => result.map(|next| next.map_or_else(Action::await_change, |wait| Action::requeue(clamp_requeue(wait)))),
+        Err(_) => {
+            ctx.metrics.observe_reconcile(ReconcileError::Internal.reason(), Duration::ZERO);
+            tracing::error!(namespace = ?es.namespace(), name = %es.name_any(), "a reconcile panicked; contained, retrying later");
+            record_failure(&es, &ctx, &ReconcileError::Internal).await;
+            Ok(Action::requeue(PANIC_RETRY))
+        }
+    }
+}
+
+/// When an ExternalSecret whose reconcile panicked is tried again.
+const PANIC_RETRY: Duration = Duration::from_secs(300);
+
+/// The longest wait handed to the runtime: a refresh interval at its bound
+/// plus the most jitter. Timers much longer do not exist in the runtime.
+fn clamp_requeue(wait: Duration) -> Duration {
+    wait.min(secretbridge_shared::duration::MAX_INTERVAL.saturating_add(secretbridge_shared::duration::MAX_INTERVAL / 5))
 }
 
 /// Dispatches to [`apply`] and returns when to look again (`None`: on a
@@ -362,8 +501,8 @@ pub async fn reconcile_decision(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> R
 pub fn permanent_retry(es: &ExternalSecret) -> Option<Duration> {
     match es.spec.refresh_interval() {
         Ok(interval) if !interval.is_zero() && es.spec.refresh_policy() == secretbridge_shared::RefreshPolicy::Periodic => {
-            let jitter = interval.mul_f64(rand::random::<f64>() * schedule::MAX_JITTER_FRACTION);
-            Some(interval + jitter)
+            let jitter = Duration::try_from_secs_f64(interval.as_secs_f64() * rand::random::<f64>() * schedule::MAX_JITTER_FRACTION).unwrap_or_default();
+            Some(clamp_requeue(interval.saturating_add(jitter)))
         }
         _ => None,
     }
@@ -374,7 +513,7 @@ pub fn permanent_retry(es: &ExternalSecret) -> Option<Duration> {
 pub fn error_policy(es: Arc<ExternalSecret>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let key = (es.namespace().unwrap_or_default(), es.name_any());
     let failures = ctx.failure_count(key, true);
-    tracing::warn!(namespace = ?es.namespace(), name = %es.name_any(), reason = error.reason(), %error, "sync failed; backing off");
+    tracing::warn!(namespace = ?es.namespace(), name = %es.name_any(), reason = error.reason(), message = %error.condition_message(), "sync failed; backing off");
     Action::requeue(backoff(failures, rand::random::<f64>()))
 }
 
@@ -410,6 +549,9 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
         .ok_or(ReconcileError::MissingMetadata("name"))?
         .to_string();
     let store = resolve_store(es, &namespace, ctx).await?;
+    if let Some(source) = store.provider.validate().into_iter().next() {
+        return Err(ReconcileError::InvalidStore { kind: store.kind, name: store.name.clone(), source });
+    }
     es.spec.refresh_interval()?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let policy = es.spec.target.creation_policy;
@@ -441,22 +583,9 @@ pub async fn apply(es: &ExternalSecret, ctx: &Context) -> Result<Option<Duration
     }
     if policy != CreationPolicy::None {
         let desired = desired::build_target_secret(es, &fetched.data)?;
-        let new_hash = desired
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(secretbridge_shared::names::DATA_HASH_ANNOTATION))
-            .cloned();
         let owns_whole_secret = policy != CreationPolicy::Merge;
-        let changed = existing.as_ref().is_none_or(|s| {
-            (owns_whole_secret && desired::is_tampered(s))
-                || s.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(secretbridge_shared::names::DATA_HASH_ANNOTATION))
-                    != new_hash.as_ref()
-        });
-        let params = PatchParams::apply(CONTROLLER_FIELD_MANAGER).force();
+        let changed = existing.as_ref().is_none_or(|s| desired::data_differs(s, &desired, owns_whole_secret));
+        let params = PatchParams::apply(&desired::field_manager(es)).force();
         let written = secrets
             .patch(&target, &params, &Patch::Apply(&desired))
             .await
@@ -529,9 +658,19 @@ async fn apply_deletion_policy(
     match es.spec.target.deletion_policy {
         DeletionPolicy::Retain => Err(ReconcileError::KeysMissing { missing: fetched.missing }),
         DeletionPolicy::Delete => {
-            if existing.is_some() && es.spec.target.creation_policy != CreationPolicy::Merge {
+            // Only a Secret this ExternalSecret created is ever deleted, and
+            // only that very object (uid and version as read): never one
+            // someone re-created or changed meanwhile.
+            if let Some(secret) = existing.filter(|s| es.spec.target.creation_policy != CreationPolicy::Merge && desired::created_by(es, s)) {
+                let params = DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: secret.metadata.uid.clone(),
+                        resource_version: secret.metadata.resource_version.clone(),
+                    }),
+                    ..DeleteParams::default()
+                };
                 secrets
-                    .delete(target, &DeleteParams::default())
+                    .delete(target, &params)
                     .await
                     .map_err(|source| ReconcileError::DeleteSecret { name: target.to_string(), source })?;
                 publish(ctx, es, EventType::Normal, "Deleted", "Delete", format!("Secret {target} deleted: every remote key is gone")).await;
@@ -541,13 +680,11 @@ async fn apply_deletion_policy(
             Ok(requeue_action(es, now))
         }
         DeletionPolicy::Merge => {
-            if existing.is_some() {
+            if let Some(secret) = existing {
                 // Applying our field manager's object with no data releases
                 // (and so removes) exactly the keys this ExternalSecret wrote.
-                let mut emptied = desired::build_target_secret(es, &Default::default())?;
-                emptied.data = None;
-                emptied.type_ = None;
-                let params = PatchParams::apply(CONTROLLER_FIELD_MANAGER).force();
+                let emptied = desired::data_release(es, secret)?;
+                let params = PatchParams::apply(&desired::field_manager(es)).force();
                 secrets
                     .patch(target, &params, &Patch::Apply(&emptied))
                     .await
@@ -685,6 +822,54 @@ mod tests {
         assert_eq!(foreign_keys(&secret(&["a", "extra"]), &secret(&["a"])), vec!["extra".to_string()]);
         assert!(foreign_keys(&secret(&["a"]), &secret(&["a"])).is_empty());
         assert_eq!(foreign_keys(&secret(&["x"]), &Secret::default()), vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn per_external_secret_memory_forgets_stale_entries_and_stays_bounded() {
+        let mut remembered: Remembered<u32> = Remembered::default();
+        for i in 0..2000 {
+            remembered.touch(("ns".into(), format!("gone-{i}")), |count| *count += 1);
+        }
+        assert_eq!(remembered.len(), 2000, "a sweep finds nothing stale yet");
+        remembered.touch(("ns".into(), "live".into()), |count| *count += 1);
+        // An hour later the 2000 were never touched again; the live one was.
+        let later = std::time::Instant::now() + MEMORY_TTL + Duration::from_secs(1);
+        if let Some(live) = remembered.entries.get_mut(&("ns".to_string(), "live".to_string())) {
+            live.1 = later;
+        }
+        remembered.swept_at = 0;
+        remembered.sweep(later);
+        assert_eq!(remembered.len(), 1, "entries of ExternalSecrets not seen for MEMORY_TTL are dropped");
+        assert_eq!(remembered.get(&("ns".to_string(), "live".to_string())), Some(&1));
+        // Small maps are not swept on every touch.
+        remembered.touch(("ns".into(), "next".into()), |_| {});
+        assert_eq!(remembered.len(), 2);
+    }
+
+    #[test]
+    fn api_errors_in_status_carry_code_reason_and_fields_never_the_message() {
+        use kube::core::Status;
+        use kube::core::response::{StatusCause, StatusDetails};
+        let quoted = Status {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "Secret \"db\" is invalid: metadata.labels: Invalid value: \"hunter2 value\": a valid label must be...".into(),
+            details: Some(StatusDetails {
+                name: "db".into(),
+                group: String::new(),
+                kind: "secrets".into(),
+                uid: String::new(),
+                causes: vec![StatusCause { reason: "FieldValueInvalid".into(), message: "Invalid value: \"hunter2 value\"".into(), field: "metadata.labels".into() }],
+                retry_after_seconds: 0,
+            }),
+            ..Status::default()
+        };
+        let error = ReconcileError::WriteSecret { name: "db".into(), source: kube::Error::Api(Box::new(quoted)) };
+        let message = error.condition_message();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("422") && message.contains("Invalid") && message.contains("metadata.labels"), "{message}");
+        let conflict = kube::Error::Api(Box::new(Status { code: 500, message: "resourceVersion should not be set".into(), ..Status::default() }));
+        assert_eq!(api_error_summary(&conflict), "the API server answered 500 (no reason given)");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::desired::is_tampered;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use secretbridge_shared::duration::DurationError;
-use secretbridge_shared::names::FORCE_SYNC_ANNOTATION;
+use secretbridge_shared::names::{ESO_FORCE_SYNC_ANNOTATION, FORCE_SYNC_ANNOTATION};
 use secretbridge_shared::{CreationPolicy, ExternalSecret, RefreshPolicy};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -40,15 +40,21 @@ impl SyncCause {
 }
 
 /// The version string a sync records in `status.syncedResourceVersion`:
-/// the generation, plus a short hash of the force-sync annotation so that
-/// changing the annotation (which does not bump the generation) re-syncs.
+/// the generation, plus a short hash of the force-sync annotations (ours,
+/// `secretbridge.io/force-sync`, and ESO's, `force-sync`) so that changing
+/// either (which does not bump the generation) re-syncs.
 pub fn synced_version(es: &ExternalSecret) -> String {
     let generation = es.metadata.generation.unwrap_or(0);
-    let force = es
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(FORCE_SYNC_ANNOTATION));
+    let annotations = es.metadata.annotations.as_ref();
+    let ours = annotations.and_then(|a| a.get(FORCE_SYNC_ANNOTATION));
+    let eso = annotations.and_then(|a| a.get(ESO_FORCE_SYNC_ANNOTATION));
+    // With only ours set the hash is the one earlier versions recorded, so
+    // upgrading does not re-sync everything.
+    let force = match (ours, eso) {
+        (None, None) => None,
+        (Some(ours), None) => Some(ours.clone()),
+        (ours, Some(eso)) => Some(format!("{}\0eso:{eso}", ours.map_or("", String::as_str))),
+    };
     match force {
         None => generation.to_string(),
         Some(value) => {
@@ -128,8 +134,8 @@ pub fn next_requeue(
         .unwrap_or(now);
     let elapsed = Duration::try_from(now.duration_since(last_refresh)).unwrap_or(Duration::ZERO);
     let remaining = interval.saturating_sub(elapsed);
-    let jitter = interval.mul_f64(jitter.clamp(0.0, 1.0) * MAX_JITTER_FRACTION);
-    Ok(Some(remaining + jitter))
+    let jitter = Duration::try_from_secs_f64(interval.as_secs_f64() * jitter.clamp(0.0, 1.0) * MAX_JITTER_FRACTION).unwrap_or_default();
+    Ok(Some(remaining.saturating_add(jitter)))
 }
 
 #[cfg(test)]
@@ -170,6 +176,14 @@ mod tests {
         assert_eq!(sync_cause(&es, Some(&secret), now()), Ok(Some(SyncCause::SpecChanged)));
         synced(&mut es, 10);
         es.metadata.annotations = Some([(FORCE_SYNC_ANNOTATION.to_string(), "1".to_string())].into_iter().collect());
+        assert_eq!(sync_cause(&es, Some(&secret), now()), Ok(Some(SyncCause::SpecChanged)));
+        synced(&mut es, 10);
+        assert_eq!(sync_cause(&es, Some(&secret), now()), Ok(None));
+        // ESO's documented `kubectl annotate es NAME force-sync=$(date +%s) --overwrite`.
+        es.metadata.annotations.get_or_insert_default().insert(ESO_FORCE_SYNC_ANNOTATION.to_string(), "1733140000".to_string());
+        assert_eq!(sync_cause(&es, Some(&secret), now()), Ok(Some(SyncCause::SpecChanged)));
+        synced(&mut es, 10);
+        es.metadata.annotations.get_or_insert_default().insert(ESO_FORCE_SYNC_ANNOTATION.to_string(), "1733140001".to_string());
         assert_eq!(sync_cause(&es, Some(&secret), now()), Ok(Some(SyncCause::SpecChanged)));
     }
 
@@ -229,5 +243,20 @@ mod tests {
         es.spec.refresh_interval = "1d".into();
         assert!(next_requeue(&es, now(), 0.3).is_err());
         assert!(sync_cause(&es, None, now()).is_err());
+    }
+
+    /// A tenant's `refreshInterval: 5124095576030431h` once overflowed
+    /// `interval + jitter` and panicked the whole controller.
+    #[test]
+    fn a_huge_refresh_interval_is_an_error_not_an_overflow() {
+        let mut es = external_secret(CreationPolicy::Owner);
+        synced(&mut es, 10);
+        es.spec.refresh_interval = "5124095576030431h".into();
+        assert!(matches!(next_requeue(&es, now(), 1.0), Err(DurationError::TooLong { .. })));
+        assert!(matches!(sync_cause(&es, None, now()), Err(DurationError::TooLong { .. })));
+        es.spec.refresh_interval = "8760h".into();
+        let longest = next_requeue(&es, now(), 1.0).ok().flatten().expect("a wait");
+        let expected = Duration::from_secs(8760 * 3600 - 10 + 876 * 3600);
+        assert!(longest.abs_diff(expected) < Duration::from_millis(1), "{longest:?}");
     }
 }

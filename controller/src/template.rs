@@ -13,6 +13,12 @@ pub const FUNCTIONS: &[&str] = &[
     "b64enc", "b64dec", "upper", "lower", "trim", "quote", "squote", "toJson", "index",
 ];
 
+/// The most bytes one rendering may produce, at any stage of any pipeline:
+/// Kubernetes' limit for a whole Secret. A pipeline such as `"x" | b64enc |
+/// b64enc | …` grows by a third a stage; it stops here instead of taking the
+/// controller's memory.
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+
 /// Why a template could not be parsed or rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -34,6 +40,14 @@ pub enum TemplateError {
         /// What failed and what to do.
         problem: String,
     },
+    /// Rendering would produce more than it may (see [`MAX_OUTPUT`]).
+    #[error("template {name:?} renders more than {limit} bytes, the room left in the Secret (Kubernetes allows 1 MiB per Secret); shorten its pipeline or its input")]
+    TooLarge {
+        /// Which template.
+        name: String,
+        /// The bound it hit, in bytes.
+        limit: usize,
+    },
 }
 
 impl TemplateError {
@@ -42,6 +56,7 @@ impl TemplateError {
         match self {
             TemplateError::Parse { .. } => "TemplateParseFailed",
             TemplateError::Render { .. } => "TemplateRenderFailed",
+            TemplateError::TooLarge { .. } => "TemplateTooLarge",
         }
     }
 }
@@ -73,15 +88,35 @@ enum Value<'a> {
     Data(&'a BTreeMap<String, Vec<u8>>),
 }
 
-/// Renders `text` (named `name` in errors) against the fetched `data`.
+/// Renders `text` (named `name` in errors) against the fetched `data`, in at
+/// most [`MAX_OUTPUT`] bytes.
 pub fn render(name: &str, text: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, TemplateError> {
+    render_within(name, text, data, MAX_OUTPUT)
+}
+
+/// Renders `text` in at most `limit` bytes: no stage of any pipeline, and not
+/// the whole output, may pass it. Callers that render several templates into
+/// one Secret pass what is left of the Secret's room.
+pub fn render_within(name: &str, text: &str, data: &BTreeMap<String, Vec<u8>>, limit: usize) -> Result<Vec<u8>, TemplateError> {
+    let limit = limit.min(MAX_OUTPUT);
+    let too_large = || TemplateError::TooLarge { name: name.to_string(), limit };
     let nodes = parse(name, text)?;
     let mut out = Vec::new();
     for node in nodes {
         match node {
-            Node::Text(literal) => out.extend_from_slice(literal.as_bytes()),
-            Node::Action(pipeline) => match run_pipeline(name, &pipeline, data)? {
-                Value::Bytes(bytes) => out.extend_from_slice(&bytes),
+            Node::Text(literal) => {
+                if out.len().saturating_add(literal.len()) > limit {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(literal.as_bytes());
+            }
+            Node::Action(pipeline) => match run_pipeline(name, &pipeline, data, limit)? {
+                Value::Bytes(bytes) => {
+                    if out.len().saturating_add(bytes.len()) > limit {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&bytes);
+                }
                 Value::Data(_) => {
                     return Err(render_error(name, "`.` alone is the set of all keys; write `.key` or `index . \"key\"`"));
                 }
@@ -317,7 +352,7 @@ fn evaluate<'a>(name: &str, term: &Term, data: &'a BTreeMap<String, Vec<u8>>) ->
     }
 }
 
-fn run_pipeline<'a>(name: &str, pipeline: &[Command], data: &'a BTreeMap<String, Vec<u8>>) -> Result<Value<'a>, TemplateError> {
+fn run_pipeline<'a>(name: &str, pipeline: &[Command], data: &'a BTreeMap<String, Vec<u8>>, limit: usize) -> Result<Value<'a>, TemplateError> {
     let mut piped: Option<Value<'a>> = None;
     for command in pipeline {
         let value = match command {
@@ -332,12 +367,18 @@ fn run_pipeline<'a>(name: &str, pipeline: &[Command], data: &'a BTreeMap<String,
                     .iter()
                     .map(|term| evaluate(name, term, data))
                     .collect::<Result<Vec<_>, _>>()?;
+                let key_is_literal = function == "index" && matches!(args.last(), Some(Term::Literal(_)));
                 if let Some(previous) = piped.take() {
                     values.push(previous);
                 }
-                call(name, function, values)?
+                call(name, function, values, key_is_literal)?
             }
         };
+        // Checked after every stage, so no stage works on more than about
+        // 4/3 of the limit (b64enc) or 6 times it (quote of control bytes).
+        if matches!(&value, Value::Bytes(bytes) if bytes.len() > limit) {
+            return Err(TemplateError::TooLarge { name: name.to_string(), limit });
+        }
         piped = Some(value);
     }
     piped.ok_or_else(|| render_error(name, "empty action `{{ }}`"))
@@ -347,7 +388,10 @@ fn text_of(name: &str, function: &str, bytes: Vec<u8>) -> Result<String, Templat
     String::from_utf8(bytes).map_err(|_| render_error(name, format!("{function} needs text, but the value is binary; use b64enc")))
 }
 
-fn call<'a>(name: &str, function: &str, mut args: Vec<Value<'a>>) -> Result<Value<'a>, TemplateError> {
+/// Calls one function. `key_is_literal` says whether `index`'s key was
+/// written in the template: only then may an error quote it, since a key
+/// piped in from a fetched value is a secret.
+fn call<'a>(name: &str, function: &str, mut args: Vec<Value<'a>>, key_is_literal: bool) -> Result<Value<'a>, TemplateError> {
     let arity = if function == "index" { 2 } else { 1 };
     if args.len() != arity {
         return Err(render_error(
@@ -362,7 +406,11 @@ fn call<'a>(name: &str, function: &str, mut args: Vec<Value<'a>>) -> Result<Valu
             (Some(Value::Data(map)), Some(Value::Bytes(key))) => {
                 let key = text_of(name, function, key)?;
                 map.get(&key).map(|v| Value::Bytes(v.clone())).ok_or_else(|| {
-                    render_error(name, format!("no fetched key {key:?}; add it under `data` or fix the name"))
+                    if key_is_literal {
+                        render_error(name, format!("no fetched key {key:?}; add it under `data` or fix the name"))
+                    } else {
+                        render_error(name, "index found no fetched key named by the piped value (not shown: it is a fetched value)")
+                    }
                 })
             }
             _ => Err(render_error(name, "index is written `index . \"key\"`")),
@@ -476,6 +524,35 @@ mod tests {
         }
         // And the guard can fail: a real function passes the same check.
         assert_eq!(validate("t", "{{ upper \"x\" }}"), Ok(()));
+    }
+
+    /// The hostile tenant's template: sixty b64enc stages on a literal, no
+    /// remote data needed. Unbounded it grows to about 1.2 GiB.
+    #[test]
+    fn a_b64enc_tower_stops_at_the_bound_naming_the_template_key() {
+        let tower = format!("{{{{ \"x\"{} }}}}", " | b64enc".repeat(60));
+        match render("template.data.k", &tower, &data()) {
+            Err(TemplateError::TooLarge { name, limit }) => {
+                assert_eq!(name, "template.data.k");
+                assert_eq!(limit, MAX_OUTPUT);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // A tower that fits is rendered.
+        assert_eq!(ok(r#"{{ "x" | b64enc | b64enc }}"#), "ZUE9PQ==");
+        // Repeated actions count against the same bound as one pipeline.
+        let wide = "{{ .user }}".repeat(200);
+        assert!(matches!(render_within("t", &wide, &data(), 999), Err(TemplateError::TooLarge { limit: 999, .. })));
+        assert_eq!(render_within("t", &wide, &data(), 1000).map(|v| v.len()), Ok(1000));
+        assert!(matches!(render_within("t", "plain text", &data(), 5), Err(TemplateError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn index_never_quotes_a_key_that_came_from_a_value() {
+        let leaked = render("t", "{{ .password | index . }}", &data()).expect_err("no such key");
+        assert!(!leaked.to_string().contains("s3cret"), "{leaked}");
+        let named = render("t", r#"{{ index . "nope" }}"#, &data()).expect_err("no such key");
+        assert!(named.to_string().contains("nope"), "{named}");
     }
 
     proptest! {
