@@ -9,7 +9,7 @@
 use terraform_provider_secretbridge::aws::thumbprint;
 
 use crate::acceptance::Workdir;
-use crate::aws_common::{AwsEnv, ChainIssuer, apply, assert_empty_plan, fails, oidc_arn, shown};
+use crate::aws_common::{AwsEnv, ChainIssuer, apply, assert_empty_plan, oidc_arn, shown};
 
 const ADDRESS: &str = "secretbridge_aws_oidc_provider.eks";
 const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
@@ -51,25 +51,6 @@ fn remote(env: &AwsEnv, arn: &str) -> Option<Remote> {
     }
 }
 
-/// Whether the endpoint lacks AddClientIDToOpenIDConnectProvider, asked
-/// directly: moto answers a bare HTTP 500 without an AWS error code.
-fn endpoint_lacks_add_client_id(env: &AwsEnv, arn: &str) -> bool {
-    match env.rt.block_on(env.iam().add_client_id_to_open_id_connect_provider().open_id_connect_provider_arn(arn).client_id("probe").send()) {
-        Ok(_) => {
-            env.rt
-                .block_on(env.iam().remove_client_id_from_open_id_connect_provider().open_id_connect_provider_arn(arn).client_id("probe").send())
-                .expect("remove the probe client ID again");
-            false
-        }
-        Err(e) => {
-            let raw_status = e.raw_response().map(|r| r.status().as_u16());
-            let code = aws_sdk_iam::error::ProvideErrorMetadata::code(&e).map(str::to_owned);
-            assert!(raw_status == Some(500) && code.is_none(), "unexpected AddClientID failure: {e:?}");
-            true
-        }
-    }
-}
-
 fn lifecycle(env: &AwsEnv, issuer: &ChainIssuer, version: &str) {
     let w = Workdir::new(version);
     let tag = if version == "1.0.3" { "old" } else { "new" };
@@ -100,24 +81,29 @@ fn lifecycle(env: &AwsEnv, issuer: &ChainIssuer, version: &str) {
     assert_eq!(got.tags, vec![("team".to_owned(), "b".to_owned())]);
     assert_empty_plan(&w, "after update");
 
-    // Client IDs update in place, where the endpoint implements it.
+    // Client IDs update in place (AddClientID / RemoveClientID, which the guard implements).
     env.write_config(&w, &config(&url, "b", Some(pinned), Some(&[DEFAULT_AUDIENCE, "extra-audience"])));
-    if endpoint_lacks_add_client_id(env, &arn) {
-        println!("SKIP client_ids in-place update: the endpoint (moto) lacks AddClientIDToOpenIDConnectProvider; checking the diagnostic instead");
-        let text = fails(&w, &["apply", "-auto-approve", "-no-color", "-input=false"]);
-        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(words.contains("The IAM endpoint does not implement AddClientIDToOpenIDConnectProvider"), "{text}");
-        assert!(words.contains("client_ids"), "{text}");
-        env.write_config(&w, &config(&url, "b", Some(pinned), None));
-    } else {
-        apply(&w);
-        let mut ids = remote(env, &arn).expect("provider").client_ids;
-        ids.sort();
-        assert_eq!(ids, vec!["extra-audience".to_owned(), DEFAULT_AUDIENCE.to_owned()]);
-        env.write_config(&w, &config(&url, "b", Some(pinned), None));
-        apply(&w);
-        assert_eq!(remote(env, &arn).expect("provider").client_ids, vec![DEFAULT_AUDIENCE.to_owned()]);
-    }
+    let (changes, plan) = w.plan_has_changes();
+    assert!(changes && plan.contains("updated in-place") && !plan.contains("must be replaced"), "{plan}");
+    apply(&w);
+    let got = remote(env, &arn).expect("same provider, not replaced");
+    assert_eq!(got.client_ids, vec![DEFAULT_AUDIENCE.to_owned(), "extra-audience".to_owned()]);
+    assert_eq!(got.thumbprints, vec![pinned.to_owned()], "the update keeps the thumbprints");
+    assert_eq!(got.tags, vec![("team".to_owned(), "b".to_owned())], "the update keeps the tags");
+    assert_empty_plan(&w, "after adding a client ID");
+    // Swap: one added and one removed in the same apply.
+    env.write_config(&w, &config(&url, "b", Some(pinned), Some(&["other-audience"])));
+    apply(&w);
+    assert_eq!(remote(env, &arn).expect("provider").client_ids, vec!["other-audience".to_owned()]);
+    assert_empty_plan(&w, "after swapping client IDs");
+    env.write_config(&w, &config(&url, "b", Some(pinned), None));
+    apply(&w);
+    assert_eq!(remote(env, &arn).expect("provider").client_ids, vec![DEFAULT_AUDIENCE.to_owned()]);
+    let calls = env.guard.stats();
+    assert!(
+        calls.calls("AddClientIDToOpenIDConnectProvider") >= 3 && calls.calls("RemoveClientIDFromOpenIDConnectProvider") >= 2,
+        "the provider's client-ID update path ran: {calls:?}"
+    );
     assert_empty_plan(&w, "after the client ID step");
 
     // Drift: a tag added out of band shows in the plan and is removed.

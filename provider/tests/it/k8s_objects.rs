@@ -417,6 +417,132 @@ fn secret_values_never_reach_state_or_trace_log() {
     rt.block_on(cluster.cleanup());
 }
 
+/// The provider's own credentials, as the platform team writes them in the
+/// provider block: `aws.secret_key`, `gcp.access_token` and
+/// `kubernetes.token`. Each is a fresh unique string the endpoints accept
+/// (moto does not check signatures; the GCP stand-in's admin token and a
+/// `system:masters` user token of the Kubernetes stand-in are set to them), so
+/// the provider really uses them. None may appear in the state, the console
+/// output of apply/plan/refresh/show, or the `TF_LOG=trace` log. A planted
+/// marker (a variable on the command line, echoed by an output) must appear in
+/// all three, so the scan is known to look in the right place.
+#[test]
+fn provider_credentials_never_reach_state_plan_or_trace_log() {
+    let unique = |what: &str| format!("{what}-{:016x}", rand::random::<u64>());
+    let aws_secret_key = unique("aws-secret-key");
+    let gcp_access_token = unique("gcp-access-token");
+    let aws = crate::aws_common::AwsEnv::start(None);
+    let gcp = crate::gcp_common::GcpEnv::start_with(gcp_standin::Options {
+        admin_token: gcp_access_token.clone(),
+        projects: vec![gcp_standin::ProjectSpec::new(crate::gcp_common::PROJECT)],
+        ..gcp_standin::Options::default()
+    });
+    let kube = aws.rt.block_on(kube_standin::KubeStandin::start(kube_standin::Options::default())).expect("kube stand-in");
+    let kube_token = kube.token_for_user("platform-team", &["system:masters"]);
+    let credentials = [("aws.secret_key", aws_secret_key.as_str()), ("gcp.access_token", gcp_access_token.as_str()), ("kubernetes.token", kube_token.as_str())];
+    let w = Workdir::new("1.15.5");
+    let pinned = "0123456789abcdef0123456789abcdef01234567";
+    let config = format!(
+        r#"terraform {{
+  required_providers {{
+    secretbridge = {{
+      source = "secretbridge/secretbridge"
+    }}
+  }}
+}}
+
+variable "scan_marker" {{
+  type = string
+}}
+
+provider "secretbridge" {{
+  aws {{
+    region     = "{region}"
+    endpoint   = "{aws_endpoint}"
+    access_key = "testing"
+    secret_key = "{aws_secret_key}"
+  }}
+  gcp {{
+    project      = "{project}"
+    endpoint     = "{gcp_endpoint}"
+    access_token = "{gcp_access_token}"
+  }}
+  kubernetes {{
+    host                   = "{kube_host}"
+    token                  = "{kube_token}"
+    cluster_ca_certificate = <<-PEM
+{ca}    PEM
+  }}
+}}
+
+resource "secretbridge_aws_oidc_provider" "scan" {{
+  url         = "https://oidc.scan.example.com/id/LEAKSCAN"
+  thumbprints = ["{pinned}"]
+}}
+
+resource "secretbridge_gcp_service_account" "scan" {{
+  account_id   = "leak-scan"
+  display_name = "leak scan"
+}}
+
+resource "secretbridge_service_account" "scan" {{
+  namespace = "default"
+  name      = "leak-scan"
+}}
+
+output "scan_marker" {{
+  value = var.scan_marker
+}}
+"#,
+        region = crate::aws_common::REGION,
+        aws_endpoint = aws.guard.endpoint(),
+        project = crate::gcp_common::PROJECT,
+        gcp_endpoint = gcp.standin.endpoint(),
+        kube_host = kube.url(),
+        ca = kube.ca_pem(),
+    );
+    std::fs::write(w.work().join("main.tf"), config).expect("write main.tf");
+    let scan_marker = unique("scan-marker");
+    // Only the marker goes on the command line (Terraform logs its arguments);
+    // the credentials are in the provider block, where a platform team puts them.
+    let vars = [format!("-var=scan_marker={scan_marker}")];
+    let log = w.work().join("trace.log");
+    let log_str = log.to_str().expect("utf-8 path").to_owned();
+    let traced = |args: &[&str]| {
+        let mut args: Vec<&str> = args.to_vec();
+        if !["state", "show"].contains(&args[0]) {
+            args.extend(vars.iter().map(String::as_str));
+        }
+        let out = w.run_with_env(&args, &[("TF_LOG", "trace"), ("TF_LOG_PATH", &log_str)]);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "terraform {:?}:\n{text}", &args[..1]);
+        text
+    };
+    let mut console = traced(APPLY);
+    console += &traced(&["plan", "-no-color", "-input=false"]);
+    console += &traced(&["apply", "-refresh-only", "-auto-approve", "-no-color", "-input=false"]);
+    console += &traced(&["state", "pull"]);
+    console += &traced(&["show", "-json"]);
+
+    // The credentials were used: each endpoint accepts only its own.
+    assert!(gcp.standin.call_count("CreateServiceAccount") >= 1, "the GCP resource was created with gcp.access_token: {:?}", gcp.standin.call_counts());
+    assert!(aws.guard.stats().calls("CreateOpenIDConnectProvider") >= 1, "the AWS resource was created: {:?}", aws.guard.stats());
+    let state = std::fs::read_to_string(w.work().join("terraform.tfstate")).expect("state file");
+    let trace = std::fs::read_to_string(&log).expect("trace log");
+    assert!(trace.len() > 10_000, "the trace log was written ({} bytes)", trace.len());
+    assert!(state.contains("leak-scan") && console.contains("leak-scan"), "the resources are in state and output");
+    for (what, text) in [("state", &state), ("trace log", &trace), ("console", &console)] {
+        assert!(text.contains(&scan_marker), "the scan sees a value given to Terraform as a variable in the {what}");
+        for (name, credential) in credentials {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credential);
+            assert!(!text.contains(credential), "the provider's {name} found in the {what}");
+            assert!(!text.contains(&encoded), "the provider's {name}, base64, found in the {what}");
+        }
+    }
+    w.ok(&["destroy", "-auto-approve", "-no-color", "-input=false", &vars[0]]);
+}
+
 /// An IRSA role and the ServiceAccount carrying its ARN, with both the
 /// `aws {}` (moto behind the guard) and `kubernetes {}` blocks.
 pub(crate) fn trust_config(env: &crate::aws_common::AwsEnv, kubeconfig: &Path, body: &str) -> String {
