@@ -373,7 +373,7 @@ mod remote_name_tests {
         let empty = ClusterSecretStoreCondition { namespace_selector: None, namespaces: vec![], namespace_regexes: vec![] };
         assert!(admits_every_namespace(std::slice::from_ref(&empty)));
         let named = ClusterSecretStoreCondition { namespaces: vec!["app".into()], ..empty.clone() };
-        assert!(!admits_every_namespace(&[named.clone()]));
+        assert!(!admits_every_namespace(std::slice::from_ref(&named)));
         assert!(admits_every_namespace(&[named, empty]), "any one condition matching admits");
     }
 }

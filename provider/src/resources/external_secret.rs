@@ -193,11 +193,10 @@ impl Resource for ExternalSecretResourceType {
         if let Some((namespace, spec)) = spec
             && !diags.has_errors()
         {
-            match remote_refs_for(ctx, &namespace, &spec).await {
-                Ok(Some(refs)) => planned.set_attr("remote_refs", Value::List(refs.into_iter().map(Value::String).collect())),
-                // Unknown until apply: the store's prefix is, or the cluster
-                // lookup failed (the namespace checks below report why).
-                Ok(None) | Err(_) => {}
+            // Left unknown until apply when the store's prefix is, or when
+            // the cluster lookup failed (the namespace checks below say why).
+            if let Ok(Some(refs)) = remote_refs_for(ctx, &namespace, &spec).await {
+                planned.set_attr("remote_refs", Value::List(refs.into_iter().map(Value::String).collect()));
             }
         }
         if diags.has_errors() {

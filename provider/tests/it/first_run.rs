@@ -115,7 +115,7 @@ fn write_layout(w: &Workdir, env: &crate::aws_common::AwsEnv, kubeconfig: &Path,
     // module when the layout references it, else repeats it.
     let direct = blocks[2].contains("secretbridge_service_account.eso.name");
     let sa_value = if direct { "module.identity.service_account".to_owned() } else { format!("\"{SA}\"") };
-    let mut calls = vec![
+    let mut calls = [
         "module \"identity\" {\n  source      = \"./identity\"\n  remote_refs = module.app.remote_refs\n}\n".to_owned(),
         format!("module \"app\" {{\n  source          = \"./app\"\n  service_account = {sa_value}\n}}\n"),
     ];
