@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup test gen bench lint demo
+.PHONY: setup test gen bench lint demo fuzz
 
 # Setup ends by building everything `make test` and `make demo` run, once.
 setup:
@@ -50,6 +50,15 @@ bench:
 		mkdir -p "$$target/bench-bin" && \
 		for bin in $(BENCH_BINS); do cp "$$target/debug/$$bin" "$$target/bench-bin/$$bin.new" && mv "$$target/bench-bin/$$bin.new" "$$target/bench-bin/$$bin"; done && \
 		SECRETBRIDGE_PREBUILT_BIN_DIR="$$target/bench-bin" "$$target/bench-bin/secretbridge-bench" $(BENCH_ARGS)
+
+# Fuzzes what a tenant controls (template text, durations, the spec to
+# desired Secret path) for FUZZ_SECONDS per target, under a 1 GiB address
+# space limit so a memory blow-up fails instead of swapping. Not part of
+# `make test`, which runs the same properties for a few hundred cases.
+FUZZ_SECONDS ?= 30
+fuzz:
+	$(CARGO) test -p secretbridge-controller --lib --locked --no-run -q
+	SECRETBRIDGE_FUZZ_SECONDS=$(FUZZ_SECONDS) prlimit --as=1073741824 -- $(CARGO) test -p secretbridge-controller --lib --locked -q -- fuzz_ --test-threads=1
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

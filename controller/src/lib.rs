@@ -12,6 +12,8 @@ pub mod desired;
 pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod fuzz;
 pub mod leader;
 pub mod metrics;
 pub mod property;

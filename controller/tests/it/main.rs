@@ -23,3 +23,4 @@ mod rbac;
 mod security;
 mod seed;
 mod support;
+mod tenants;
