@@ -9,6 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
 use secretbridge_shared::condition::reason;
+use secretbridge_shared::duration::MAX_INTERVAL;
 use secretbridge_shared::store::StoreView;
 use secretbridge_shared::{ClusterSecretStore, Condition, ConditionStatus, SecretStore, SecretStoreStatus, StoreKind, StoreProvider};
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub async fn validate(kind: StoreKind, name: &str, namespace: Option<&str>, spec
         Ok(retry) => retry,
         Err(error) => return Condition::ready(ConditionStatus::False, reason::INVALID_PROVIDER_CONFIG, error.to_string()),
     };
+    if let Some(error) = provider.validate().into_iter().next() {
+        return Condition::ready(ConditionStatus::False, reason::INVALID_PROVIDER_CONFIG, error.to_string());
+    }
     if let StoreProvider::Gcpsm(gcp) = provider
         && gcp.project_id.as_deref().is_none_or(str::is_empty)
     {
@@ -73,9 +77,12 @@ pub async fn validate(kind: StoreKind, name: &str, namespace: Option<&str>, spec
     }
 }
 
+/// When to validate a store again: its `refreshInterval` seconds, clamped
+/// to [`MAX_INTERVAL`] (the CRD's bound, which a server without it would not
+/// enforce: timers past about two years do not exist in the runtime).
 fn revalidate_after(refresh_interval: Option<i64>) -> Action {
     match refresh_interval {
-        Some(seconds) if seconds > 0 => Action::requeue(Duration::from_secs(seconds.unsigned_abs())),
+        Some(seconds) if seconds > 0 => Action::requeue(Duration::from_secs(seconds.unsigned_abs()).min(MAX_INTERVAL)),
         _ => Action::requeue(DEFAULT_REVALIDATE),
     }
 }
@@ -117,4 +124,18 @@ pub async fn reconcile_cluster_store(store: Arc<ClusterSecretStore>, ctx: Arc<St
 pub fn store_error_policy<K>(_store: Arc<K>, error: &StoreError, _ctx: Arc<StoreContext>) -> Action {
     tracing::warn!(%error, "store status write failed");
     Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store's `refreshInterval: 9223372036854775807` must not reach the
+    /// runtime's timers as it is.
+    #[test]
+    fn a_huge_store_refresh_interval_is_clamped() {
+        assert_eq!(revalidate_after(Some(i64::MAX)), Action::requeue(MAX_INTERVAL));
+        assert_eq!(revalidate_after(Some(60)), Action::requeue(Duration::from_secs(60)));
+        assert_eq!(revalidate_after(Some(-5)), Action::requeue(DEFAULT_REVALIDATE));
+    }
 }

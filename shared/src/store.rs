@@ -211,7 +211,10 @@ pub struct RetrySettings {
     pub max_retries: Option<i32>,
     /// First wait between retries, as a duration such as `1s`, at most `8760h`; it grows with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN), extend("x-kubernetes-validations" = [{
+        "rule": "self == '0' || self == '-0' || duration(self) <= duration('8760h')",
+        "message": "retryInterval must be at most 8760h (one year)"
+    }]))]
     pub retry_interval: Option<String>,
 }
 

@@ -406,19 +406,37 @@ async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
     assert!(message.contains("Throttled") && message.contains(&gkey0), "the condition names the throttling and the key: {message}");
     assert!((1..=2).contains(&calls), "one try per sync, no retries: {calls} calls");
 
-    // A retryInterval that does not parse: the store says which field and how to fix it.
-    stack
-        .apply_value(
-            &json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": "typo", "namespace": ns},
-                "spec": {"retrySettings": {"maxRetries": 2, "retryInterval": "2 seconds"},
-                    "provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
-                        "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}}),
-            None,
-        )
-        .await
-        .unwrap();
-    let condition = wait_store(&stack, &ns, "typo", "Ready=False", |c| c.status == ConditionStatus::False).await;
-    let message = condition.message.unwrap_or_default();
-    assert_eq!(condition.reason.as_deref(), Some("InvalidProviderConfig"), "{message}");
-    assert!(message.contains("spec.retrySettings.retryInterval") && message.contains("`1s`"), "names the field and the fix: {message}");
+    // A retryInterval that does not parse is refused at admission by the
+    // CRD's pattern, naming the field.
+    let store = |name: &str, interval: &str| {
+        json!({"apiVersion": "secretbridge.io/v1", "kind": "SecretStore", "metadata": {"name": name, "namespace": ns},
+            "spec": {"retrySettings": {"maxRetries": 2, "retryInterval": interval},
+                "provider": {"aws": {"service": "ParameterStore", "region": stack.aws_region(),
+                    "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}})
+    };
+    let refused = stack.apply_value(&store("typo", "2 seconds"), None).await.expect_err("the pattern refuses it");
+    let refusal = error_chain(&refused);
+    assert!(refusal.contains("retryInterval"), "the refusal names the field: {refusal}");
+    // One that parses but is past the bound: a real API server's CEL rule
+    // refuses it; where no CEL runs, the controller does, naming the field.
+    match stack.apply_value(&store("too-long", "8761h"), None).await {
+        Ok(_) => {
+            let condition = wait_store(&stack, &ns, "too-long", "Ready=False", |c| c.status == ConditionStatus::False).await;
+            let message = condition.message.unwrap_or_default();
+            assert_eq!(condition.reason.as_deref(), Some("InvalidProviderConfig"), "{message}");
+            assert!(message.contains("spec.retrySettings.retryInterval") && message.contains("8760h"), "names the field and the bound: {message}");
+        }
+        Err(refused) => assert!(error_chain(&refused).contains("retryInterval"), "{}", error_chain(&refused)),
+    }
+}
+
+/// An error and its causes, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
