@@ -147,11 +147,14 @@ pub async fn run_until(
             }
         });
     let store_context = Arc::new(StoreContext { client: client.clone(), backends: context.backends.clone() });
-    let secret_stores = Controller::new(api::<SecretStore>(&client, &scope), watcher::Config::default().any_semantic())
+    let secret_stores = Controller::new(api::<SecretStore>(&client, &scope), watcher::Config::default().any_semantic());
+    let cluster_stores = Controller::new(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default().any_semantic());
+    context.metrics.watch_stores(secret_stores.store(), cluster_stores.store());
+    let secret_stores = secret_stores
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_secret_store, store_error_policy, store_context.clone())
         .for_each(|_| async {});
-    let cluster_stores = Controller::new(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default().any_semantic())
+    let cluster_stores = cluster_stores
         .graceful_shutdown_on(shutdown)
         .run(reconcile_cluster_store, store_error_policy, store_context)
         .for_each(|_| async {});

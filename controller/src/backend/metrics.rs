@@ -6,7 +6,8 @@ use std::sync::Mutex;
 /// Label set of one counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CallLabels {
-    /// `ssm`, `secretsmanager`, `gcpsm` or `sts`, `gcp-iam`.
+    /// `ssm`, `secretsmanager`, `gcpsm`, or a credential source: `sts`,
+    /// `gcp-securetoken`, `gcp-iamcredentials`, `gcp-metadata`, `kubernetes`.
     pub provider: &'static str,
     /// The API call, e.g. `GetParameters`.
     pub call: &'static str,
@@ -48,9 +49,8 @@ impl CallMetrics {
     /// The counters in the Prometheus text format, as
     /// `secretbridge_provider_api_calls_total{provider,call,status}`.
     pub fn render_prometheus(&self) -> String {
-        let mut out = String::from(
-            "# HELP secretbridge_provider_api_calls_total Cloud API calls by provider, call and status (ok or a reason code).\n# TYPE secretbridge_provider_api_calls_total counter\n",
-        );
+        let mut out = String::new();
+        crate::metrics::header(&mut out, &crate::metrics::PROVIDER_API_CALLS);
         for (labels, count) in self.snapshot() {
             out.push_str(&format!(
                 "secretbridge_provider_api_calls_total{{provider=\"{}\",call=\"{}\",status=\"{}\"}} {count}\n",
