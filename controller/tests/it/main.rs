@@ -17,6 +17,7 @@ mod faults;
 mod gcp_adc;
 mod gcp_sync;
 mod ha;
+mod malformed;
 mod metrics;
 mod process;
 mod rbac;
