@@ -130,6 +130,16 @@ pub trait Resource: Send + Sync + 'static {
         planned: Self::State,
     ) -> impl Future<Output = Result<Self::State, Diagnostics>> + Send;
 
+    /// Runs after a create (`creating`) or update returned the new state:
+    /// waits for what the configuration asks of the written object (e.g.
+    /// Ready) and returns the state to record with the diagnostics. Errors
+    /// fail the apply but the state is still recorded, since the object
+    /// exists as written: Terraform marks a created one tainted, so the next
+    /// apply replaces it. The default waits for nothing.
+    fn settle(&self, _ctx: &ProviderContext, written: Self::State, _creating: bool) -> impl Future<Output = (Self::State, Diagnostics)> + Send {
+        async move { (written, Diagnostics::default()) }
+    }
+
     /// Deletes the object (already absent is success).
     fn delete(&self, ctx: &ProviderContext, prior: Self::State) -> impl Future<Output = Result<(), Diagnostics>> + Send;
 
@@ -155,6 +165,16 @@ pub trait Resource: Send + Sync + 'static {
     }
 }
 
+/// What an apply wrote: the new state, and the diagnostics of
+/// [`Resource::settle`] (errors there fail the apply but keep the state).
+#[derive(Debug)]
+pub struct Applied {
+    /// The new state (null after a delete).
+    pub state: Value,
+    /// Diagnostics raised after the write.
+    pub diagnostics: Diagnostics,
+}
+
 /// A boxed future, for object-safe dispatch.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -171,8 +191,10 @@ pub trait DynResource: Send + Sync {
     /// Runs [`Resource::modify_plan`] on a non-null plan: the adjusted plan
     /// and the diagnostics (errors fail the plan, warnings ride along).
     fn modify_plan<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value) -> BoxFuture<'a, Result<(Value, Diagnostics), Diagnostics>>;
-    /// Applies a planned change (create, update or delete).
-    fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
+    /// Applies a planned change (create, update or delete). An error
+    /// means nothing was written; once something was, the outcome carries
+    /// the new state even when its diagnostics fail the apply.
+    fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Applied, Diagnostics>>;
     /// Refreshes a state.
     fn read<'a>(&'a self, ctx: Arc<ProviderContext>, current: Value) -> BoxFuture<'a, Result<Value, Diagnostics>>;
     /// Imports by ID.
@@ -270,12 +292,12 @@ impl<R: Resource> DynResource for Registered<R> {
         })
     }
 
-    fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+    fn apply<'a>(&'a self, ctx: Arc<ProviderContext>, prior: Value, planned: Value, config: Value) -> BoxFuture<'a, Result<Applied, Diagnostics>> {
         Box::pin(async move {
             if planned.is_null() {
                 let prior = self.typed(&prior)?;
                 self.resource.delete(&ctx, prior).await?;
-                return Ok(Value::Null);
+                return Ok(Applied { state: Value::Null, diagnostics: Diagnostics::default() });
             }
             // Write-only values are only in the configuration: hand them to the
             // resource through the planned model.
@@ -288,13 +310,15 @@ impl<R: Resource> DynResource for Registered<R> {
                 }
             }
             let planned_typed = self.typed(&with_secrets)?;
-            let new = if prior.is_null() {
+            let creating = prior.is_null();
+            let new = if creating {
                 self.resource.create(&ctx, planned_typed).await?
             } else {
                 let prior_typed = self.typed(&prior)?;
                 self.resource.update(&ctx, prior_typed, planned_typed).await?
             };
-            self.untyped(&new, &planned)
+            let (new, diagnostics) = self.resource.settle(&ctx, new, creating).await;
+            Ok(Applied { state: self.untyped(&new, &planned)?, diagnostics })
         })
     }
 

@@ -371,14 +371,14 @@ impl Provider for ProviderServer {
             })();
             let (prior, planned, config) = decoded.map_err(|d| (d, req.prior_state.clone()))?;
             match guarded(r.apply(self.ctx(), prior, planned, config)).await {
-                Ok(new) => encode(&new, ty).map_err(|d| (d, req.prior_state.clone())),
+                Ok(applied) => encode(&applied.state, ty).map(|state| (state, applied.diagnostics)).map_err(|d| (d, req.prior_state.clone())),
                 // On failure the object is as it was: keep the prior state.
                 Err(d) => Err((d, req.prior_state.clone())),
             }
         }
         .await;
         Ok(Response::new(match result {
-            Ok(state) => pb::apply_resource_change::Response { new_state: Some(state), private: req.planned_private, diagnostics: Vec::new() },
+            Ok((state, diagnostics)) => pb::apply_resource_change::Response { new_state: Some(state), private: req.planned_private, diagnostics: diagnostics.to_proto() },
             Err((d, prior)) => pb::apply_resource_change::Response { new_state: prior, private: Vec::new(), diagnostics: d.to_proto() },
         }))
     }
