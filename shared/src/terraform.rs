@@ -380,6 +380,12 @@ pub struct SecretStoreResource {
     /// Name. Changing it replaces the store.
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
+    /// Labels on the object's metadata. Only these keys are Terraform's: a label someone else adds in the cluster is left alone and is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations on the object's metadata. Only these keys are Terraform's: an annotation someone else adds (e.g. `kubectl annotate ... force-sync=...`) is left alone and is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
     /// The store's spec, as in the CRD.
     #[schemars(extend("x-terraform-block" = true))]
     pub spec: SecretStoreSpec,
@@ -399,6 +405,12 @@ pub struct ClusterSecretStoreResource {
     /// Name. Changing it replaces the store.
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
+    /// Labels on the object's metadata. Only these keys are Terraform's: a label someone else adds in the cluster is left alone and is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations on the object's metadata. Only these keys are Terraform's: an annotation someone else adds (e.g. `kubectl annotate ... force-sync=...`) is left alone and is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
     /// The store's spec, as in the CRD.
     #[schemars(extend("x-terraform-block" = true))]
     pub spec: ClusterSecretStoreSpec,
@@ -421,9 +433,25 @@ pub struct ExternalSecretResource {
     /// Name. Changing it replaces the ExternalSecret.
     #[schemars(length(min = 1, max = 253), extend("x-terraform-requires-replace" = true))]
     pub name: String,
+    /// Labels on the object's metadata. Only these keys are Terraform's: a label someone else adds in the cluster is left alone and is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations on the object's metadata. Only these keys are Terraform's: an annotation someone else adds (e.g. `kubectl annotate ... force-sync=...`) is left alone and is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
     /// The ExternalSecret's spec, as in the CRD.
     #[schemars(extend("x-terraform-block" = true))]
     pub spec: ExternalSecretSpec,
+    /// More `spec.data` entries without `data` blocks: Secret key to remote key, e.g. `{ DB_URL = "/app/db/url" }` (each as `data { secret_key = "DB_URL" remote_ref = { key = "/app/db/url" } }`). Merged with the `data` blocks; a Secret key given in both is a plan error. Use a `data` block for `property`, `version` or `decoding_strategy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_map: Option<BTreeMap<String, String>>,
+    /// Make `terraform apply` wait until the controller reports the ExternalSecret Ready for this spec, and fail with the Ready condition's reason and message when it does not within `timeouts`.
+    #[serde(default)]
+    pub wait_for_ready: bool,
+    /// How long `wait_for_ready` waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-terraform-block" = true))]
+    pub timeouts: Option<ReadyTimeouts>,
     /// Every remote key this ExternalSecret reads, for wiring least-privilege IAM (`access.parameters`, `secrets`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-terraform-computed-only" = true))]
@@ -441,6 +469,20 @@ pub struct ExternalSecretResource {
     #[schemars(extend("x-terraform-computed-only" = true, "x-terraform-use-state-for-unknown" = true))]
     pub id: Option<String>,
 }
+
+/// Terraform's `timeouts {}` block of `secretbridge_external_secret`: how long `wait_for_ready` waits.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ReadyTimeouts {
+    /// Longest wait for Ready after creating, a duration like `2m` (the default) or `90s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<String>,
+    /// Longest wait for Ready after an update, a duration like `2m` (the default) or `90s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+}
+
+/// How long `wait_for_ready` waits when `timeouts` does not say.
+pub const DEFAULT_READY_TIMEOUT: &str = "2m";
 
 /// One Terraform resource type: its name and the Rust type of its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -257,6 +257,44 @@ pub fn optional_map(current: &Option<BTreeMap<String, String>>, found: BTreeMap<
     if found.is_empty() && current.as_ref().is_none_or(|m| !m.is_empty()) { None } else { Some(found) }
 }
 
+/// Which metadata map of an object [`owned_metadata`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataMap {
+    /// `metadata.labels`.
+    Labels,
+    /// `metadata.annotations`.
+    Annotations,
+}
+
+/// The labels (or annotations) of `meta` that are Terraform's, as a
+/// Terraform optional map: the keys `configured` holds (so a value someone
+/// changed or removed shows as drift) and the keys the Terraform field
+/// manager owns in `managedFields` (so an import finds them). A key someone
+/// else added is theirs: not in the state, so not drift, and left alone by
+/// server-side apply.
+pub fn owned_metadata(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    which: MetadataMap,
+    configured: &Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    let (found, field) = match which {
+        MetadataMap::Labels => (meta.labels.as_ref(), "f:labels"),
+        MetadataMap::Annotations => (meta.annotations.as_ref(), "f:annotations"),
+    };
+    let ours: std::collections::BTreeSet<String> = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.manager.as_deref() == Some(TERRAFORM_FIELD_MANAGER))
+        .filter_map(|entry| entry.fields_v1.as_ref())
+        .filter_map(|fields| fields.0.get("f:metadata")?.get(field)?.as_object())
+        .flat_map(|keys| keys.keys().filter_map(|k| k.strip_prefix("f:")).map(str::to_owned))
+        .chain(configured.iter().flat_map(|m| m.keys().cloned()))
+        .collect();
+    let owned = found.map(|all| all.iter().filter(|(k, _)| ours.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    optional_map(configured, owned)
+}
+
 /// Shapes what the cluster returned like what Terraform holds, so that a
 /// value the API server writes out in its zero form (`false`, `[]`, `{}`,
 /// `""`, `0`) but the configuration left unset (or the other way round)
@@ -416,6 +454,29 @@ mod tests {
         for bad in ["db", "/db", "app/", "a/b/c"] {
             assert!(split_namespaced_id("ServiceAccount", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn metadata_someone_else_added_is_not_ours() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+        let entry = |manager: &str, keys: &[&str]| ManagedFieldsEntry {
+            manager: Some(manager.to_owned()),
+            operation: Some("Apply".to_owned()),
+            fields_v1: Some(FieldsV1(serde_json::json!({
+                "f:metadata": { "f:labels": keys.iter().map(|k| (format!("f:{k}"), serde_json::json!({}))).collect::<serde_json::Map<_, _>>() }
+            }))),
+            ..ManagedFieldsEntry::default()
+        };
+        let labels: BTreeMap<String, String> = [("team", "a"), ("imported", "b"), ("theirs", "c")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let meta = ObjectMeta {
+            labels: Some(labels),
+            managed_fields: Some(vec![entry(TERRAFORM_FIELD_MANAGER, &["imported"]), entry("kubectl-label", &["theirs"])]),
+            ..ObjectMeta::default()
+        };
+        let configured = Some([("team".to_owned(), "a".to_owned()), ("gone".to_owned(), "x".to_owned())].into());
+        let got = owned_metadata(&meta, MetadataMap::Labels, &configured).expect("some");
+        assert_eq!(got.keys().map(String::as_str).collect::<Vec<_>>(), ["imported", "team"], "configured and managed keys only; a removed one is absent");
+        assert_eq!(owned_metadata(&meta, MetadataMap::Annotations, &None), None);
     }
 
     #[test]

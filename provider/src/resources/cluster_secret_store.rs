@@ -1,6 +1,8 @@
 //! `secretbridge_cluster_secret_store`: a ClusterSecretStore, written by
 //! server-side apply as `secretbridge-terraform`. Read returns the spec the
 //! cluster holds and the controller's Ready status; import by `NAME`.
+//! `labels` and `annotations` hold only Terraform's keys (see
+//! [`k::owned_metadata`]).
 
 use ::kube::Api;
 use secretbridge_shared::names::API_VERSION;
@@ -26,7 +28,11 @@ fn manifest(s: &ClusterSecretStoreResource) -> serde_json::Value {
     json!({
         "apiVersion": API_VERSION,
         "kind": "ClusterSecretStore",
-        "metadata": { "name": s.name },
+        "metadata": {
+            "name": s.name,
+            "labels": s.labels.clone().unwrap_or_default(),
+            "annotations": s.annotations.clone().unwrap_or_default(),
+        },
         "spec": s.spec,
     })
 }
@@ -34,7 +40,14 @@ fn manifest(s: &ClusterSecretStoreResource) -> serde_json::Value {
 fn state_of(current: &ClusterSecretStoreResource, found: ClusterSecretStore) -> Result<ClusterSecretStoreResource, Diagnostics> {
     let spec = fitted_spec(&current.spec, &found.spec, &what(&current.name))?;
     let (ready, _) = k::ready_of(found.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default());
-    Ok(ClusterSecretStoreResource { name: current.name.clone(), spec, ready, id: Some(current.name.clone()) })
+    Ok(ClusterSecretStoreResource {
+        name: current.name.clone(),
+        labels: k::owned_metadata(&found.metadata, k::MetadataMap::Labels, &current.labels),
+        annotations: k::owned_metadata(&found.metadata, k::MetadataMap::Annotations, &current.annotations),
+        spec,
+        ready,
+        id: Some(current.name.clone()),
+    })
 }
 
 async fn api(ctx: &ProviderContext) -> Result<Api<ClusterSecretStore>, Diagnostics> {
@@ -126,7 +139,7 @@ impl Resource for ClusterSecretStoreResourceType {
         let api = api(ctx).await?;
         match k::get(&api, &id, &what(&id)).await? {
             Some(found) => {
-                let key = ClusterSecretStoreResource { name: id, spec: found.spec.clone(), ready: None, id: None };
+                let key = ClusterSecretStoreResource { name: id, labels: None, annotations: None, spec: found.spec.clone(), ready: None, id: None };
                 state_of(&key, found)
             }
             None => Err(Diagnostic::error("Cannot import non-existent ClusterSecretStore", format!("{} does not exist; check the ID.", what(&id))).into()),

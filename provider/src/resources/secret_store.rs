@@ -1,7 +1,8 @@
 //! `secretbridge_secret_store`: a namespaced SecretStore, written by
 //! server-side apply as `secretbridge-terraform`. Read returns the spec the
 //! cluster holds (drift shows in the plan) and the controller's Ready
-//! status; import by `NAMESPACE/NAME`. The plan checks that the store's
+//! status; import by `NAMESPACE/NAME`. `labels` and `annotations` hold only
+//! Terraform's keys (see [`k::owned_metadata`]). The plan checks that the store's
 //! ServiceAccount lives in the store's namespace and carries the annotation
 //! its provider needs.
 
@@ -28,7 +29,12 @@ fn manifest(s: &SecretStoreResource) -> serde_json::Value {
     json!({
         "apiVersion": API_VERSION,
         "kind": "SecretStore",
-        "metadata": { "name": s.name, "namespace": s.namespace },
+        "metadata": {
+            "name": s.name,
+            "namespace": s.namespace,
+            "labels": s.labels.clone().unwrap_or_default(),
+            "annotations": s.annotations.clone().unwrap_or_default(),
+        },
         "spec": s.spec,
     })
 }
@@ -52,6 +58,8 @@ fn state_of(current: &SecretStoreResource, found: SecretStore) -> Result<SecretS
     Ok(SecretStoreResource {
         namespace: current.namespace.clone(),
         name: current.name.clone(),
+        labels: k::owned_metadata(&found.metadata, k::MetadataMap::Labels, &current.labels),
+        annotations: k::owned_metadata(&found.metadata, k::MetadataMap::Annotations, &current.annotations),
         spec,
         ready,
         id: Some(format!("{}/{}", current.namespace, current.name)),
@@ -144,7 +152,7 @@ impl Resource for SecretStoreResourceType {
         let label = format!("SecretStore {namespace}/{name}");
         match k::get(&api, &name, &label).await? {
             Some(found) => {
-                let key = SecretStoreResource { namespace, name, spec: found.spec.clone(), ready: None, id: None };
+                let key = SecretStoreResource { namespace, name, labels: None, annotations: None, spec: found.spec.clone(), ready: None, id: None };
                 state_of(&key, found)
             }
             None => Err(Diagnostic::error("Cannot import non-existent SecretStore", format!("{label} does not exist; check the ID.")).into()),

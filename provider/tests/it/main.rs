@@ -16,6 +16,7 @@ mod gcp_validation;
 mod gcp_workload_identity;
 mod golden;
 mod handshake;
+mod hcl_shapes;
 mod first_run;
 mod k8s_objects;
 mod mtls;
