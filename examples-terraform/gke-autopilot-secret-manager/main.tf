@@ -80,6 +80,14 @@ resource "secretbridge_cluster_secret_store" "gcp" {
 resource "secretbridge_external_secret" "db" {
   namespace = var.namespace
   name      = "multicloud-db-info"
+  labels    = { "app.kubernetes.io/part-of" = "multicloud" }
+  # Secret key => remote key; a data block is needed only for property,
+  # version or decoding_strategy.
+  data_map = {
+    dburl    = "multicloud-db-url"
+    user     = "multicloud-db-user"
+    password = "multicloud-db-password"
+  }
   spec {
     refresh_interval = "1h"
     secret_store_ref = {
@@ -89,18 +97,6 @@ resource "secretbridge_external_secret" "db" {
     target {
       name            = "multicloud-db-info"
       creation_policy = "Owner"
-    }
-    data {
-      secret_key = "dburl"
-      remote_ref = { key = "multicloud-db-url" }
-    }
-    data {
-      secret_key = "user"
-      remote_ref = { key = "multicloud-db-user" }
-    }
-    data {
-      secret_key = "password"
-      remote_ref = { key = "multicloud-db-password" }
     }
   }
 }

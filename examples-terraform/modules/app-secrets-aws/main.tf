@@ -65,6 +65,9 @@ resource "secretbridge_secret_store" "app" {
 resource "secretbridge_external_secret" "app" {
   namespace = var.namespace
   name      = local.secret_name
+  labels    = { "app.kubernetes.io/name" = var.app_name }
+  # Secret key => remote key, beside (or instead of) data blocks.
+  data_map = var.keys
   spec {
     refresh_interval = var.refresh_interval
     secret_store_ref = {
@@ -74,13 +77,6 @@ resource "secretbridge_external_secret" "app" {
     target {
       name            = local.secret_name
       creation_policy = "Owner"
-    }
-    dynamic "data" {
-      for_each = var.keys
-      content {
-        secret_key = data.key
-        remote_ref = { key = data.value }
-      }
     }
   }
 }
