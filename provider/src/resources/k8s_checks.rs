@@ -99,7 +99,14 @@ pub async fn require_cluster(ctx: &ProviderContext) -> Diagnostics {
         }
     };
     match client.apiserver_version().await {
-        // Any answer from the API server, even a refusal, means it is reachable.
+        // The API server answered but did not accept the credentials: the
+        // apply would fail the same way, so the plan fails now.
+        Err(::kube::Error::Api(status)) if status.code == 401 => unreachable_cluster(
+            "plan",
+            "the API server refused the provider's credentials (401 Unauthorized): the kubeconfig user's token or certificate, kubernetes.token, or the credential printed by the exec {} command, is not valid for this cluster",
+        )
+        .into(),
+        // Any other answer, even an RBAC refusal, means it is reachable.
         Ok(_) | Err(::kube::Error::Api(_)) => Diagnostics::default(),
         Err(e) => unreachable_cluster("plan", &format!("the API server did not answer ({e})")).into(),
     }

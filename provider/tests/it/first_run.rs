@@ -52,10 +52,8 @@ fn pitfall_blocks(sa_ns: &str, app_ns: &str, role: &str, provider_arn: &str, dir
 fn plan_fails(w: &Workdir, extra: &[&str], needles: &[&str], what: &str) {
     let mut args = vec!["plan", "-no-color", "-input=false"];
     args.extend_from_slice(extra);
-    let out = w.run(&args);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = crate::aws_common::fails(w, &args);
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(!out.status.success(), "{what}: plan should fail:\n{text}");
     for needle in needles {
         assert!(flat.contains(needle), "{what}: missing {needle:?} in:\n{text}");
     }
@@ -376,5 +374,88 @@ fn cluster_store_lending_one_service_account_to_every_namespace_warns() {
         let (_, plan) = w.plan_has_changes();
         assert!(!plan.contains(warning), "terraform {version}: no warning with conditions:\n{plan}");
     }
+    rt.block_on(cluster.cleanup());
+}
+
+/// An `exec {}` block (what `aws eks get-token` and `gke-gcloud-auth-plugin`
+/// plug into) authenticates the provider: the kubeconfig's own user holds a
+/// token the API server refuses, so only the command's credential, passed
+/// through the block's `env`, can make the apply succeed; a command printing
+/// a wrong token fails the plan. The credential is a TokenRequest token of a
+/// ServiceAccount the test binds to a ClusterRole of its own, so the test
+/// needs no admin token and runs the same on a real cluster.
+#[test]
+fn exec_block_authenticates_the_provider() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+    use kube::Api;
+    use kube::api::{DeleteParams, ObjectMeta, PostParams};
+
+    let rt = runtime();
+    let mut cluster = cluster(&rt);
+    let ns = rt.block_on(cluster.create_namespace("tf-exec")).expect("namespace");
+    let client = cluster.client();
+    let sa = ServiceAccount { metadata: ObjectMeta { name: Some("exec-user".into()), ..ObjectMeta::default() }, ..ServiceAccount::default() };
+    rt.block_on(Api::<ServiceAccount>::namespaced(client.clone(), &ns).create(&PostParams::default(), &sa)).expect("ServiceAccount");
+    let binding_name = format!("{ns}-exec-user");
+    let role = ClusterRole {
+        metadata: ObjectMeta { name: Some(binding_name.clone()), ..ObjectMeta::default() },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["*".into()]),
+            resources: Some(vec!["*".into()]),
+            verbs: vec!["*".into()],
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    };
+    rt.block_on(Api::<ClusterRole>::all(client.clone()).create(&PostParams::default(), &role)).expect("ClusterRole");
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta { name: Some(binding_name.clone()), ..ObjectMeta::default() },
+        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "ClusterRole".into(), name: binding_name.clone() },
+        subjects: Some(vec![Subject { kind: "ServiceAccount".into(), name: "exec-user".into(), namespace: Some(ns.clone()), ..Subject::default() }]),
+    };
+    rt.block_on(Api::<ClusterRoleBinding>::all(client.clone()).create(&PostParams::default(), &binding)).expect("ClusterRoleBinding");
+    let token = rt.block_on(cluster.service_account_token(&ns, "exec-user", &[], 3600)).expect("token");
+    assert!(!token.is_empty());
+
+    // The kubeconfig's user gets a token nobody issued.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(cluster.kubeconfig_path()).expect("kubeconfig");
+    for user in &mut kubeconfig.auth_infos {
+        user.auth_info = Some(serde_json::from_value(serde_json::json!({"token": "not-a-valid-token"})).expect("auth info"));
+    }
+    let refused_kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&refused_kubeconfig, serde_json::to_string(&kubeconfig).expect("kubeconfig serialises")).expect("kubeconfig");
+    let script = dir.path().join("get-token.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf '{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}' \"$SB_TOKEN\"\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let kubernetes = |token: &str| {
+        format!(
+            "    config_path = \"{}\"\n    exec {{\n      api_version = \"client.authentication.k8s.io/v1beta1\"\n      command     = \"{}\"\n      args        = []\n      env         = {{ SB_TOKEN = \"{token}\" }}\n    }}\n",
+            refused_kubeconfig.display(),
+            script.display()
+        )
+    };
+    for version in CLIS {
+        let w = Workdir::new(version);
+        std::fs::write(w.work().join("main.tf"), provider_with(&kubernetes(&token), &sa_body(&ns))).expect("main.tf");
+        let out = w.run(APPLY);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "terraform {version} apply through exec:\n{text}");
+        let created = rt.block_on(Api::<ServiceAccount>::namespaced(client.clone(), &ns).get_opt("first-run")).expect("read");
+        assert!(created.is_some(), "{version}: the ServiceAccount was created through the exec credential");
+        let out = w.run(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
+        assert!(out.status.success(), "terraform {version} destroy: {}", String::from_utf8_lossy(&out.stderr));
+        // A command that prints a credential the server refuses fails the plan.
+        std::fs::write(w.work().join("main.tf"), provider_with(&kubernetes("wrong-token"), &sa_body(&ns))).expect("main.tf");
+        plan_fails(&w, &[], &["Cannot reach the Kubernetes cluster", "401 Unauthorized", "exec {} command"], version);
+    }
+    let _ = rt.block_on(Api::<ClusterRoleBinding>::all(client.clone()).delete(&binding_name, &DeleteParams::default()));
+    let _ = rt.block_on(Api::<ClusterRole>::all(client.clone()).delete(&binding_name, &DeleteParams::default()));
+    let _ = rt.block_on(Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()));
     rt.block_on(cluster.cleanup());
 }
