@@ -117,6 +117,7 @@ impl<V> Remembered<V> {
         self.entries.remove(key);
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
     }
@@ -181,12 +182,6 @@ impl Context {
         written.touch(key, |entry| *entry = Some((es.metadata.uid.clone(), status.clone())));
     }
 
-    /// Entries held in the per-ExternalSecret maps (written statuses, failure counts).
-    pub fn remembered(&self) -> (usize, usize) {
-        let written = self.written.lock().unwrap_or_else(|p| p.into_inner()).len();
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner()).len();
-        (written, failures)
-    }
 
     /// The ExternalSecret with the status this process last wrote, when the
     /// cached copy is older (its refreshTime is behind ours); `None` when the
