@@ -398,3 +398,189 @@ fn crd_subcommand_prints_the_committed_crds_and_version_prints_the_version() {
     let version = Command::new(env!("CARGO_BIN_EXE_secretbridge-controller")).arg("version").output().expect("the binary runs");
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("secretbridge-controller {}", env!("CARGO_PKG_VERSION")));
 }
+
+// ---- Monitoring components (issue 25) ----
+
+const COMPONENTS: [&str; 4] = ["metrics-service", "service-monitor", "prometheus-rule", "pod-monitoring"];
+
+/// `kubectl kustomize` of an overlay in a temp dir: the base plus `components`.
+fn render_with(components: &[&str], extra: &str) -> (Vec<Value>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Kustomize refuses absolute paths: climb from the temp dir to `/`.
+    let up = "../".repeat(dir.path().components().count().saturating_sub(1));
+    let deploy = repo_root().join("deploy").canonicalize().expect("deploy/ exists");
+    let relative = |path: &str| format!("{up}{}/{path}", deploy.display().to_string().trim_start_matches('/'));
+    let mut kustomization = format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\n", relative("base"));
+    if !components.is_empty() {
+        kustomization.push_str("components:\n");
+        for component in components {
+            kustomization.push_str(&format!("  - {}\n", relative(&format!("components/{component}"))));
+        }
+    }
+    kustomization.push_str(extra);
+    std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write kustomization");
+    let output = Command::new("kubectl").arg("kustomize").arg(dir.path()).output().expect("kubectl runs");
+    assert!(output.status.success(), "kubectl kustomize with {components:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    (parse_documents(&text), text)
+}
+
+/// The namespaces (by `kubernetes.io/metadata.name`) the NetworkPolicy admits
+/// to port 8080; `None` in the list stands for "from anywhere".
+fn scrape_sources(objects: &[Value]) -> Vec<Option<String>> {
+    let policy = find(objects, "NetworkPolicy", "secretbridge-controller");
+    let mut sources = Vec::new();
+    for rule in policy["spec"]["ingress"].as_sequence().expect("ingress rules") {
+        let ports: Vec<i64> = rule["ports"].as_sequence().into_iter().flatten().filter_map(|p| p["port"].as_i64()).collect();
+        assert_eq!(ports, [8080], "only the metrics port is admitted: {rule:?}");
+        match rule["from"].as_sequence() {
+            None => sources.push(None),
+            Some(peers) if peers.is_empty() => sources.push(None),
+            Some(peers) => {
+                for peer in peers {
+                    assert!(peer["ipBlock"].is_null() && peer["podSelector"].is_null(), "namespace peers only: {peer:?}");
+                    let name = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str();
+                    sources.push(name.map(str::to_string));
+                }
+            }
+        }
+    }
+    sources
+}
+
+#[test]
+fn monitoring_components_render_on_top_of_the_base_and_leave_it_alone_without() {
+    let monitoring_kinds = ["Service", "ServiceMonitor", "PodMonitoring", "PrometheusRule"];
+    let base = render("deploy/base");
+    let kinds: Vec<&str> = base.iter().map(kind).collect();
+    for absent in monitoring_kinds {
+        assert!(!kinds.contains(&absent), "the base renders no {absent}, so clusters without those CRDs are unaffected");
+    }
+    assert_eq!(scrape_sources(&base), [Some("monitoring".to_string())], "the base admits scrapes from the monitoring namespace only");
+
+    let (all, _) = render_with(&COMPONENTS, "");
+    assert!(all_violations(&all).is_empty(), "{:#?}", all_violations(&all));
+    for present in monitoring_kinds {
+        assert!(all.iter().any(|o| kind(o) == present), "the components render a {present}");
+    }
+    assert_eq!(all.len(), base.len() + 4, "the components add four objects and change no count");
+    for object in all.iter().filter(|o| monitoring_kinds.contains(&kind(o))) {
+        assert_eq!(object["metadata"]["namespace"].as_str(), Some("secretbridge-system"), "{}", name(object));
+    }
+    // The Service and the monitors select the controller's pods and port.
+    let pod_labels = &find(&all, "Deployment", "secretbridge-controller")["spec"]["template"]["metadata"]["labels"];
+    let service = find(&all, "Service", "secretbridge-controller-metrics");
+    assert_eq!(&service["spec"]["selector"]["app.kubernetes.io/name"], &pod_labels["app.kubernetes.io/name"]);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"].as_str(), Some("http"));
+    let monitor = find(&all, "ServiceMonitor", "secretbridge-controller");
+    assert_eq!(&monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"], &service["metadata"]["labels"]["app.kubernetes.io/name"]);
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"].as_str(), service["spec"]["ports"][0]["name"].as_str());
+    let pod_monitoring = find(&all, "PodMonitoring", "secretbridge-controller");
+    assert_eq!(&pod_monitoring["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"], &pod_labels["app.kubernetes.io/name"]);
+    // GKE Managed Prometheus' collectors run in gmp-system; the component admits them.
+    assert_eq!(scrape_sources(&all), [Some("monitoring".to_string()), Some("gmp-system".to_string())]);
+    let (prometheus_operator_only, _) = render_with(&["metrics-service", "service-monitor"], "");
+    assert_eq!(scrape_sources(&prometheus_operator_only), [Some("monitoring".to_string())]);
+}
+
+#[test]
+fn the_scraping_namespace_is_a_kustomize_patch_away() {
+    let patch = "patches:\n  - target: {kind: NetworkPolicy, name: secretbridge-controller}\n    patch: |-\n      - op: replace\n        path: /spec/ingress/0/from/0/namespaceSelector/matchLabels\n        value: {kubernetes.io/metadata.name: observability}\n";
+    let (objects, _) = render_with(&["metrics-service"], patch);
+    assert_eq!(scrape_sources(&objects), [Some("observability".to_string())]);
+}
+
+/// Minimal CRDs for the monitoring kinds (the kube stand-in has none; a real
+/// cluster with the Prometheus Operator or GKE Managed Prometheus keeps its
+/// own, which are never overwritten): group, kind and an open schema.
+fn minimal_crd(group: &str, kind_name: &str, plural: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind_name, "plural": plural, "singular": kind_name.to_lowercase(), "listKind": format!("{kind_name}List")},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    })
+}
+
+/// Built-in kinds the kube stand-in does not serve (its README lists what it
+/// serves); on a real cluster every kind is dry-run.
+const BUILT_INS_THE_STANDIN_LACKS: [&str; 4] = ["Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget"];
+
+// Multi-threaded: kubectl runs blocking while the stand-in serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_sets_with_and_without_the_components_pass_a_server_side_dry_run() {
+    let cluster = kube_standin::testing::Cluster::from_env_or_start().await.expect("a cluster");
+    // The stand-in knows no ServiceMonitor, PodMonitoring or PrometheusRule:
+    // install minimal CRDs for them first (only where the cluster lacks them).
+    for (group, kind_name, plural) in [
+        ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+        ("monitoring.coreos.com", "PrometheusRule", "prometheusrules"),
+        ("monitoring.googleapis.com", "PodMonitoring", "podmonitorings"),
+    ] {
+        if cluster.get_raw(&format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}")).await.is_err() {
+            cluster.install_crd(&minimal_crd(group, kind_name, plural)).await.expect("install a minimal monitoring CRD");
+        }
+    }
+    // Namespaced objects are dry-run into the namespace the base creates; a
+    // dry-run does not create it, so it must exist.
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client());
+    let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "secretbridge-system"}});
+    namespaces
+        .patch("secretbridge-system", &kube::api::PatchParams::apply("secretbridge-tests"), &kube::api::Patch::Apply(&namespace))
+        .await
+        .expect("the secretbridge-system namespace");
+
+    let served = |api_version: String, kind_name: String| {
+        let cluster = &cluster;
+        async move {
+            let path = if api_version == "v1" { "/api/v1".to_string() } else { format!("/apis/{api_version}") };
+            cluster.get_raw(&path).await.ok().is_some_and(|list| {
+                list["resources"].as_array().into_iter().flatten().any(|r| r["kind"] == kind_name.as_str() && !r["name"].as_str().unwrap_or_default().contains('/'))
+            })
+        }
+    };
+    for components in [&[][..], &COMPONENTS[..], &["metrics-service", "service-monitor", "prometheus-rule"][..]] {
+        let (objects, _) = render_with(components, "");
+        let mut applied = Vec::new();
+        let mut skipped = Vec::new();
+        for object in &objects {
+            let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+            if served(api_version, kind(object).to_string()).await {
+                applied.push(object.clone());
+            } else {
+                skipped.push(name(object));
+            }
+        }
+        for skipped_name in &skipped {
+            assert!(!cluster.is_real(), "{skipped_name} is not served by the real cluster");
+            let skipped_kind = skipped_name.split('/').next().unwrap_or_default();
+            assert!(BUILT_INS_THE_STANDIN_LACKS.contains(&skipped_kind), "{skipped_name}: a kind nobody serves (a missing CRD?)");
+        }
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let text: String = applied.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("YAML"))).collect();
+        std::fs::write(file.path(), text).expect("write the set");
+        let output = Command::new("kubectl")
+            .args(["apply", "--server-side", "--dry-run=server", "--field-manager=secretbridge-deploy-test", "-f"])
+            .arg(file.path())
+            .env("KUBECONFIG", cluster.kubeconfig_path())
+            .output()
+            .expect("kubectl runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "dry-run of {components:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(stdout.matches("(server dry run)").count(), applied.len(), "every object answered:\n{stdout}");
+        for monitoring_kind in ["ServiceMonitor", "PrometheusRule", "PodMonitoring"] {
+            let expected = objects.iter().any(|o| kind(o) == monitoring_kind);
+            assert_eq!(applied.iter().any(|o| kind(o) == monitoring_kind), expected, "{monitoring_kind} is dry-run when rendered");
+        }
+        eprintln!("{components:?}: {} objects dry-run, not served by the stand-in: {skipped:?}", applied.len());
+    }
+    // The dry-run stored nothing.
+    let monitors = cluster.get_raw("/apis/monitoring.coreos.com/v1/namespaces/secretbridge-system/servicemonitors").await.expect("list");
+    assert_eq!(monitors["items"].as_array().map(Vec::len), Some(0), "a dry-run creates nothing");
+}

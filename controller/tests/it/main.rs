@@ -19,6 +19,7 @@ mod gcp_sync;
 mod ha;
 mod malformed;
 mod metrics;
+mod monitoring;
 mod process;
 mod rbac;
 mod security;

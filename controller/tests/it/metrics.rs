@@ -41,6 +41,20 @@ async fn metrics_after_a_gcp_sync_name_every_series_with_sane_values() {
     assert_eq!(sample(&text, "secretbridge_reconcile_duration_seconds_bucket", "le=\"+Inf\""), sample(&text, "secretbridge_reconcile_duration_seconds_count", ""));
     assert_eq!(sample(&text, "secretbridge_workqueue_depth", ""), Some(0.0), "everything synced or refused:\n{text}");
     assert_eq!(sample(&text, "secretbridge_leader", ""), Some(1.0), "without leader election the replica reconciles");
+    // Every series the dashboard and the alert rules query exists here, with
+    // the labels they use (deploy/monitoring; see monitoring.rs).
+    let store_namespace = namespace.clone();
+    let text = eventually("the store Ready gauge to count the SecretStore", || {
+        let store_namespace = store_namespace.clone();
+        async move {
+            let (_, text) = http_get(addr, "/metrics").await;
+            let labels = format!("kind=\"SecretStore\",namespace=\"{store_namespace}\",status=\"True\"");
+            (sample(&text, "secretbridge_store_ready", &labels) == Some(1.0)).then_some(text)
+        }
+    })
+    .await;
+    let problems = crate::monitoring::check_queries(&text, &crate::monitoring::monitoring_queries());
+    assert!(problems.is_empty(), "dashboard/alert queries against /metrics:\n{}\n{text}", problems.join("\n"));
     // Bounded labels: no error text, only reason codes and names.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         assert!(!line.contains(' ') || line.matches(' ').count() == 1, "label values with spaces (error text?): {line}");
