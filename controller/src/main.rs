@@ -43,6 +43,8 @@ run options (each also read from the environment variable in brackets):
                            let a namespaced SecretStore without an auth block authenticate
                            as the controller itself (default false: only ClusterSecretStores
                            may) [SECRETBRIDGE_SECRET_STORES_MAY_USE_CONTROLLER_IDENTITY]
+  --eso-metrics BOOL       also export the External Secrets Operator metric names that mean
+                           the same here (default false) [SECRETBRIDGE_ESO_METRICS]
 Durations are like 15s, 1m30s. AWS endpoints follow AWS_ENDPOINT_URL; Kubernetes follows
 KUBECONFIG or the in-cluster config. GCP stores without an auth block use Application Default
 Credentials from the metadata server: metadata.google.internal, or GCE_METADATA_HOST (HOST:PORT,
@@ -74,6 +76,8 @@ struct RunOptions {
     identity: Option<String>,
     /// Whether namespaced SecretStores without auth may use the controller's identity.
     secret_stores_may_use_controller_identity: bool,
+    /// Whether `/metrics` also carries the ESO-compatible names.
+    eso_metrics: bool,
 }
 
 fn parse_bool(name: &str, text: &str) -> Result<bool, String> {
@@ -113,6 +117,10 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
             Some(text) => parse_bool("SECRETBRIDGE_SECRET_STORES_MAY_USE_CONTROLLER_IDENTITY", &text)?,
             None => false,
         },
+        eso_metrics: match env("SECRETBRIDGE_ESO_METRICS") {
+            Some(text) => parse_bool("SECRETBRIDGE_ESO_METRICS", &text)?,
+            None => false,
+        },
     };
     let mut concurrency = env("SECRETBRIDGE_CONCURRENCY");
     let mut iter = args.iter();
@@ -132,6 +140,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
                 options.secret_stores_may_use_controller_identity = parse_bool(name, &value()?)?;
             }
             "--gcp-endpoint" => options.gcp_endpoint = Some(value()?),
+            "--eso-metrics" => options.eso_metrics = parse_bool(name, &value()?)?,
             // A bare `--leader-elect` means true, as with Go's flag package.
             "--leader-elect" => options.leader_elect = match &inline {
                 Some(text) => parse_bool(name, text)?,
@@ -239,6 +248,7 @@ async fn run(options: RunOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("connecting to Kubernetes failed (set KUBECONFIG or run in a cluster): {e}"))?;
     let metrics = Arc::new(ControllerMetrics::default());
+    metrics.set_eso_compatible(options.eso_metrics);
     let gcp = options
         .gcp_endpoint
         .as_deref()
@@ -460,6 +470,9 @@ mod tests {
     #[test]
     fn namespaced_stores_borrow_the_controller_identity_only_when_allowed() {
         assert!(!parse_run(&args(&[])).expect("no flags").secret_stores_may_use_controller_identity, "off by default");
+        assert!(!parse_run(&args(&[])).expect("no flags").eso_metrics, "ESO names are off by default");
+        assert!(parse_run(&args(&["--eso-metrics=true"])).expect("valid flag").eso_metrics);
+        assert!(parse_run(&args(&["--eso-metrics", "maybe"])).is_err_and(|m| m.contains("--eso-metrics")));
         let options = parse_run(&args(&["--secret-stores-may-use-controller-identity=true"])).expect("valid flag");
         assert!(options.secret_stores_may_use_controller_identity);
         assert!(

@@ -108,6 +108,21 @@ pub const PROCESS_RESIDENT_MEMORY: MetricInfo = MetricInfo {
     help: "Resident memory of the process in bytes (from /proc/self/statm).",
 };
 
+/// `externalsecret_status_condition` (with `--eso-metrics=true` only).
+pub const ESO_STATUS_CONDITION: MetricInfo = MetricInfo {
+    name: "externalsecret_status_condition",
+    kind: "gauge",
+    labels: &["name", "namespace", "condition", "status"],
+    help: "ESO-compatible (--eso-metrics=true only): per ExternalSecret, 1 on the series of its Ready condition's status (True or False) and 0 on the other; both 0 while Unknown.",
+};
+/// `externalsecret_provider_api_calls_count` (with `--eso-metrics=true` only).
+pub const ESO_PROVIDER_API_CALLS: MetricInfo = MetricInfo {
+    name: "externalsecret_provider_api_calls_count",
+    kind: "counter",
+    labels: &["provider", "call", "status"],
+    help: "ESO-compatible (--eso-metrics=true only): the same counts as secretbridge_provider_api_calls_total, with our provider, call and status values.",
+};
+
 /// Every metric family the controller exports, in the order it renders them.
 pub const METRICS: &[MetricInfo] = &[
     PROVIDER_API_CALLS,
@@ -121,6 +136,8 @@ pub const METRICS: &[MetricInfo] = &[
     LEADER,
     PROCESS_START_TIME,
     PROCESS_RESIDENT_MEMORY,
+    ESO_STATUS_CONDITION,
+    ESO_PROVIDER_API_CALLS,
 ];
 
 /// How long an ExternalSecret without a usable refresh interval may stay not
@@ -179,6 +196,7 @@ pub struct ControllerMetrics {
     external_secrets: Mutex<Option<Store<ExternalSecret>>>,
     stores: Mutex<Option<(Store<SecretStore>, Store<ClusterSecretStore>)>>,
     started: f64,
+    eso_compatible: std::sync::atomic::AtomicBool,
 }
 
 impl Default for ControllerMetrics {
@@ -213,6 +231,7 @@ impl ControllerMetrics {
             role: AtomicI64::new(Role::Solo as i64),
             external_secrets: Mutex::new(None),
             stores: Mutex::new(None),
+            eso_compatible: std::sync::atomic::AtomicBool::new(false),
             started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
         }
     }
@@ -251,6 +270,11 @@ impl ControllerMetrics {
         *lock(&self.external_secrets) = Some(store);
     }
 
+    /// Also export the External Secrets Operator names that mean the same here.
+    pub fn set_eso_compatible(&self, on: bool) {
+        self.eso_compatible.store(on, Ordering::Relaxed);
+    }
+
     /// The store caches the `secretbridge_store_ready` gauge is computed from.
     pub fn watch_stores(&self, secret_stores: Store<SecretStore>, cluster_stores: Store<ClusterSecretStore>) {
         *lock(&self.stores) = Some((secret_stores, cluster_stores));
@@ -276,6 +300,9 @@ impl ControllerMetrics {
         let _ = writeln!(out, "process_start_time_seconds {}", self.started);
         header(&mut out, &PROCESS_RESIDENT_MEMORY);
         let _ = writeln!(out, "process_resident_memory_bytes {}", resident_memory_bytes());
+        if self.eso_compatible.load(Ordering::Relaxed) {
+            self.render_eso(&mut out);
+        }
         out
     }
 
@@ -328,6 +355,35 @@ impl ControllerMetrics {
         }
         header(out, &WORKQUEUE_DEPTH);
         let _ = writeln!(out, "secretbridge_workqueue_depth {pending}");
+    }
+
+    /// The ESO names: `externalsecret_status_condition` from the cache and
+    /// `externalsecret_provider_api_calls_count` from the call counters.
+    fn render_eso(&self, out: &mut String) {
+        let store = lock(&self.external_secrets).clone();
+        let mut objects = store.map(|s| s.state()).unwrap_or_default();
+        objects.sort_by_key(|es| (es.namespace(), es.name_any()));
+        header(out, &ESO_STATUS_CONDITION);
+        for es in &objects {
+            let status = ready_status(es);
+            for candidate in ["True", "False"] {
+                let _ = writeln!(
+                    out,
+                    "externalsecret_status_condition{{name=\"{}\",namespace=\"{}\",condition=\"Ready\",status=\"{candidate}\"}} {}",
+                    escape(&es.name_any()),
+                    escape(&es.namespace().unwrap_or_default()),
+                    u8::from(status == candidate)
+                );
+            }
+        }
+        header(out, &ESO_PROVIDER_API_CALLS);
+        for (labels, count) in self.calls.snapshot() {
+            let _ = writeln!(
+                out,
+                "externalsecret_provider_api_calls_count{{provider=\"{}\",call=\"{}\",status=\"{}\"}} {count}",
+                labels.provider, labels.call, labels.status
+            );
+        }
     }
 
     /// `secretbridge_store_ready{kind,namespace,status}` from the store caches.
@@ -472,7 +528,11 @@ mod tests {
         let metrics = ControllerMetrics::default();
         metrics.calls.record("ssm", "GetParameters", "ok");
         metrics.observe_reconcile(SUCCESS, Duration::from_millis(3));
+        let default = metrics.render();
+        assert!(!default.lines().any(|l| l.starts_with("externalsecret_") || l.contains(" externalsecret_")), "ESO names are off by default: {default}");
+        metrics.set_eso_compatible(true);
         let text = metrics.render();
+        assert!(text.contains("externalsecret_provider_api_calls_count{provider=\"ssm\",call=\"GetParameters\",status=\"ok\"} 1\n"), "{text}");
         let mut typed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
         let mut listed: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
         typed.sort_unstable();

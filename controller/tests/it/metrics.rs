@@ -1,5 +1,5 @@
-//! `/metrics` after a real sync (the GCP stand-in with Workload Identity)
-//! carries every metric the issue names, with values that match what
+//! `/metrics` after a real sync (the GCP stand-in with Workload Identity,
+//! ESO-compatible names on) carries every metric the issue names, with values that match what
 //! happened: one success, two refusals by reason code, cloud calls counted
 //! by provider and call, and the Ready gauge by namespace.
 
@@ -12,7 +12,7 @@ async fn metrics_after_a_gcp_sync_name_every_series_with_sane_values() {
     let endpoint = env.gcp.endpoint();
     let mut controller = ControllerProcess::start(
         env.cluster.kubeconfig_path(),
-        &["--leader-elect=false", "--namespace", &env.namespace, "--gcp-endpoint", &endpoint],
+        &["--leader-elect=false", "--namespace", &env.namespace, "--gcp-endpoint", &endpoint, "--eso-metrics=true"],
         &[],
     );
     env.wait_synced().await;
@@ -55,6 +55,18 @@ async fn metrics_after_a_gcp_sync_name_every_series_with_sane_values() {
     .await;
     let problems = crate::monitoring::check_queries(&text, &crate::monitoring::monitoring_queries());
     assert!(problems.is_empty(), "dashboard/alert queries against /metrics:\n{}\n{text}", problems.join("\n"));
+    // With --eso-metrics=true, ESO's names carry the same facts.
+    for (name, ready, not_ready) in [("synced", 1.0, 0.0), ("bad-property", 0.0, 1.0), ("bad-template", 0.0, 1.0)] {
+        for (status, expected) in [("True", ready), ("False", not_ready)] {
+            let labels = format!("name=\"{name}\",namespace=\"{namespace}\",condition=\"Ready\",status=\"{status}\"");
+            assert_eq!(sample(&text, "externalsecret_status_condition", &labels), Some(expected), "{labels}\n{text}");
+        }
+    }
+    assert_eq!(
+        sample(&text, "externalsecret_provider_api_calls_count", ""),
+        sample(&text, "secretbridge_provider_api_calls_total", ""),
+        "the ESO counter counts the same calls"
+    );
     // Bounded labels: no error text, only reason codes and names.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         assert!(!line.contains(' ') || line.matches(' ').count() == 1, "label values with spaces (error text?): {line}");
