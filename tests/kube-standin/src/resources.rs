@@ -163,6 +163,13 @@ pub fn builtin_types() -> Vec<ResourceType> {
         ResourceType::builtin("", "events", "Event", true, &["ev"]),
         ResourceType::builtin("events.k8s.io", "events", "Event", true, &["ev"]),
         ResourceType::builtin("coordination.k8s.io", "leases", "Lease", true, &[]),
+        // What the controller's own manifests hold, stored without their
+        // type-specific validation (as ConfigMaps are), so that a server-side
+        // dry-run of deploy/ answers for every object.
+        ResourceType::builtin("", "services", "Service", true, &["svc"]),
+        ResourceType::builtin("apps", "deployments", "Deployment", true, &["deploy"]),
+        ResourceType::builtin("networking.k8s.io", "networkpolicies", "NetworkPolicy", true, &["netpol"]),
+        ResourceType::builtin("policy", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
         crds,
         ResourceType::builtin("rbac.authorization.k8s.io", "roles", "Role", true, &[]),
         ResourceType::builtin(
