@@ -496,8 +496,7 @@ pub async fn reconcile_decision(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> R
 pub fn permanent_retry(es: &ExternalSecret) -> Option<Duration> {
     match es.spec.refresh_interval() {
         Ok(interval) if !interval.is_zero() && es.spec.refresh_policy() == secretbridge_shared::RefreshPolicy::Periodic => {
-            let jitter = Duration::try_from_secs_f64(interval.as_secs_f64() * rand::random::<f64>() * schedule::MAX_JITTER_FRACTION).unwrap_or_default();
-            Some(clamp_requeue(interval.saturating_add(jitter)))
+            Some(clamp_requeue(interval.saturating_add(schedule::jitter_of(interval, rand::random::<f64>()))))
         }
         _ => None,
     }

@@ -134,8 +134,14 @@ pub fn next_requeue(
         .unwrap_or(now);
     let elapsed = Duration::try_from(now.duration_since(last_refresh)).unwrap_or(Duration::ZERO);
     let remaining = interval.saturating_sub(elapsed);
-    let jitter = Duration::try_from_secs_f64(interval.as_secs_f64() * jitter.clamp(0.0, 1.0) * MAX_JITTER_FRACTION).unwrap_or_default();
-    Ok(Some(remaining.saturating_add(jitter)))
+    Ok(Some(remaining.saturating_add(jitter_of(interval, jitter))))
+}
+
+/// The jitter added to a wait of `interval`: `share` in `[0, 1)` of
+/// [`MAX_JITTER_FRACTION`] of it. Computed in floating point and never
+/// panics, whatever the interval.
+pub fn jitter_of(interval: Duration, share: f64) -> Duration {
+    Duration::try_from_secs_f64(interval.as_secs_f64() * share.clamp(0.0, 1.0) * MAX_JITTER_FRACTION).unwrap_or_default()
 }
 
 #[cfg(test)]

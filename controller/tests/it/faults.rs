@@ -429,14 +429,3 @@ async fn retry_settings_decide_how_many_throttles_one_sync_survives() {
         Err(refused) => assert!(error_chain(&refused).contains("retryInterval"), "{}", error_chain(&refused)),
     }
 }
-
-/// An error and its causes, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}

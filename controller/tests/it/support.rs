@@ -48,3 +48,15 @@ impl<T, E: std::fmt::Display> OrLogs<T> for Result<T, E> {
         }
     }
 }
+
+/// An error and its causes, as one line: a StackError's message alone does
+/// not say what the API server answered.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

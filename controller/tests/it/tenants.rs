@@ -12,7 +12,7 @@
 //! provided it names the field.
 
 use crate::security::find_leaks;
-use crate::support::{SYNC_TIMEOUT, controller_options};
+use crate::support::{SYNC_TIMEOUT, controller_options, error_chain};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -169,15 +169,7 @@ async fn assert_unchanged(stack: &Stack, namespace: &str, before: &Secret) {
 /// Applies a hostile object; `Ok(())` when admitted, `Err(message)` when the
 /// API server refused it (a real server evaluates the CEL rules).
 async fn apply_hostile(stack: &Stack, namespace: &str, yaml: &str) -> Result<(), String> {
-    stack.apply_yaml_in(namespace, yaml).await.map(|_| ()).map_err(|error| {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
-    })
+    stack.apply_yaml_in(namespace, yaml).await.map(|_| ()).map_err(|error| error_chain(&error))
 }
 
 /// Waits for `Ready=False` with this reason and returns the condition message.
