@@ -97,6 +97,21 @@ pub fn assert_empty_plan(w: &Workdir, when: &str) {
     assert!(!changes, "plan {when} not empty:\n{plan}");
 }
 
+/// Seeds the OIDC provider an IRSA role trusts (audience `sts.amazonaws.com`); returns its ARN.
+pub fn seed_oidc_provider(env: &AwsEnv, issuer: &str) -> String {
+    env.rt
+        .block_on(
+            env.iam()
+                .create_open_id_connect_provider()
+                .url(format!("https://{issuer}"))
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list("0123456789abcdef0123456789abcdef01234567")
+                .send(),
+        )
+        .expect("seed the OIDC provider");
+    oidc_arn(issuer)
+}
+
 /// Runs a command expected to fail; returns its stdout and stderr.
 pub fn fails(w: &Workdir, args: &[&str]) -> String {
     let out = w.run(args);

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::acceptance::Workdir;
-use crate::aws_common::{ACCOUNT, AwsEnv, REGION, apply, assert_empty_plan, shown};
+use crate::aws_common::{ACCOUNT, AwsEnv, REGION, apply, assert_empty_plan, seed_oidc_provider, shown};
 
 const ADDRESS: &str = "secretbridge_aws_irsa_role.reader";
 const ISSUER: &str = "oidc.example.test/id/ROLETEST";
@@ -119,16 +119,7 @@ fn lifecycle(env: &AwsEnv, version: &str) {
     let first = format!("reader-{tag}");
     let second = format!("reader2-{tag}");
     let issuer = format!("{ISSUER}-{tag}");
-    env.rt
-        .block_on(
-            env.iam()
-                .create_open_id_connect_provider()
-                .url(format!("https://{issuer}"))
-                .client_id_list("sts.amazonaws.com")
-                .thumbprint_list("0123456789abcdef0123456789abcdef01234567")
-                .send(),
-        )
-        .expect("seed the OIDC provider");
+    seed_oidc_provider(env, &issuer);
 
     // Create: trust admits exactly apps/reader with the IRSA audience; the
     // one inline policy reads exactly the parameter and the secret.

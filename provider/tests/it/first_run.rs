@@ -59,20 +59,6 @@ fn plan_fails(w: &Workdir, extra: &[&str], needles: &[&str], what: &str) {
     }
 }
 
-/// Seeds the OIDC provider the role trusts; returns its ARN.
-fn seed_oidc_provider(env: &crate::aws_common::AwsEnv, issuer: &str) -> String {
-    env.rt
-        .block_on(
-            env.iam()
-                .create_open_id_connect_provider()
-                .url(format!("https://{issuer}"))
-                .client_id_list("sts.amazonaws.com")
-                .thumbprint_list("0123456789abcdef0123456789abcdef01234567")
-                .send(),
-        )
-        .expect("seed the OIDC provider");
-    format!("arn:aws:iam::{}:oidc-provider/{issuer}", crate::aws_common::ACCOUNT)
-}
 
 /// Writes the blocks as one file (in `order`), or split over two local
 /// modules (ServiceAccount and role in one, store and ExternalSecret in the
@@ -175,7 +161,7 @@ fn store_and_service_account_in_different_namespaces_fail_plan_in_every_order() 
     let mut cluster = env.rt.block_on(Cluster::from_env_or_start()).expect("cluster");
     let crds = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").join("deploy").join("crds");
     env.rt.block_on(cluster.install_crds(&crds)).expect("install CRDs");
-    let provider_arn = seed_oidc_provider(&env, "oidc.example.test/id/PITFALL");
+    let provider_arn = crate::aws_common::seed_oidc_provider(&env, "oidc.example.test/id/PITFALL");
     for version in CLIS {
         namespace_pitfall(version, &env, &mut cluster, &provider_arn);
     }

@@ -326,21 +326,7 @@ impl Drop for KubeStandin {
 
 /// Builds a kube client from a kubeconfig file, optionally replacing its credentials with a token.
 pub async fn client_from_kubeconfig(path: &Path, token: Option<&str>) -> Result<kube::Client, ClientError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadKubeconfig {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).map_err(|source| ClientError::ParseKubeconfig {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|source| ClientError::ParseKubeconfig {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let mut config = config_from_kubeconfig(path).await?;
     if let Some(token) = token {
         config.auth_info = kube::config::AuthInfo {
             token: Some(token.to_string().into()),
@@ -353,6 +339,13 @@ pub async fn client_from_kubeconfig(path: &Path, token: Option<&str>) -> Result<
 /// A client for the kubeconfig's server that sends no credentials at all (the server's
 /// `system:anonymous` user).
 pub async fn anonymous_client_from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+    let mut config = config_from_kubeconfig(path).await?;
+    config.auth_info = kube::config::AuthInfo::default();
+    kube::Client::try_from(config).map_err(|source| ClientError::BuildClient { source })
+}
+
+/// The client configuration a kubeconfig file describes (its current context).
+async fn config_from_kubeconfig(path: &Path) -> Result<kube::Config, ClientError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadKubeconfig {
         path: path.to_path_buf(),
@@ -362,14 +355,12 @@ pub async fn anonymous_client_from_kubeconfig(path: &Path) -> Result<kube::Clien
         path: path.to_path_buf(),
         source,
     })?;
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|source| ClientError::ParseKubeconfig {
             path: path.to_path_buf(),
             source,
-        })?;
-    config.auth_info = kube::config::AuthInfo::default();
-    kube::Client::try_from(config).map_err(|source| ClientError::BuildClient { source })
+        })
 }
 
 fn random_token() -> String {
